@@ -195,6 +195,7 @@ class HealthServer:
             body = {name: status.as_dict() for name, status in statuses.items()}
             return HTTPStatus.OK, "application/json", _json(body)
         if path == "/metrics":
+            self._registry.statuses()  # moves due circuits to half-open before the scrape
             return HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(self._metrics)
         error = {"error": "not found", "paths": ["/health", "/health/circuit-breakers", "/metrics"]}
         return HTTPStatus.NOT_FOUND, "application/json", _json(error)
