@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+export NOVA_RAG_DATA_DIR ?= .nova/rag
+SHELL  := bash
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up test lint format bench clean
+.PHONY: help venv up ingest test lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,8 +21,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install Nova with its pinned dependencies
 
-up: $(STAMP)  ## run the health server (port 8001) with the rag_api, redis and voice_processing breakers
-	$(BIN)/python -m resilience
+up: $(STAMP)  ## index knowledge/ on first run, then serve the RAG API (8002) and the health port (8001)
+	@test -f $(NOVA_RAG_DATA_DIR)/CURRENT || $(BIN)/python -m rag ingest knowledge/
+	@trap 'kill 0' EXIT; \
+	$(BIN)/python -m rag serve & \
+	$(BIN)/python -m resilience & \
+	wait -n
+
+ingest: $(STAMP)  ## re-index knowledge/ (and any PATHS=...) after editing documents
+	$(BIN)/python -m rag ingest knowledge/ $(PATHS)
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -34,8 +43,10 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)  ## print breaker overhead and throughput figures
+bench: $(STAMP)  ## print breaker overhead, retrieval quality and RAG latency figures
 	$(BIN)/python bench/breaker_overhead.py
+	$(BIN)/python bench/rag_eval.py
+	$(BIN)/python bench/rag_latency.py
 
 clean:  ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

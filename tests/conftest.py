@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -14,6 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
 from resilience import Breaker, BreakerConfig, Outcome, State
 
@@ -173,3 +180,60 @@ def rag_service(tmp_path_factory):
     yield make
     for service in started:
         service.stop()
+
+
+class StubServer:
+    """A real HTTP server on a free port that replies as the test says.
+
+    It stands in for services that cannot run here (an OpenAI-compatible model server)
+    and for failure modes a healthy service never shows (a 500, a hang, a non-JSON body).
+    """
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body: object = {}
+        self.delay = 0.0
+        self.requests: list[dict[str, object]] = []
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                Starlette(routes=[Route("/{path:path}", self._reply, methods=["GET", "POST"])]),
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+            )
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def reply(self, status: int = 200, body: object = None, delay: float = 0.0) -> None:
+        self.status, self.body, self.delay = status, {} if body is None else body, delay
+
+    async def _reply(self, request: Request) -> Response:
+        raw = await request.body()
+        self.requests.append(
+            {"path": request.url.path, "json": json.loads(raw) if raw.strip() else None}
+        )
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if isinstance(self.body, str):
+            return PlainTextResponse(self.body, status_code=self.status)
+        return JSONResponse(self.body, status_code=self.status)
+
+    def start(self) -> StubServer:
+        self._thread.start()
+        while not self._server.started:
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def stub_server():
+    server = StubServer().start()
+    yield server
+    server.stop()
