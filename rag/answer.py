@@ -31,7 +31,7 @@ NO_ANSWER = (
     "Try asking in other words, or about another topic."
 )
 #: Below this cosine similarity the best chunk is unrelated to the question.
-MIN_SIMILARITY = 0.3
+MIN_SIMILARITY = 0.27
 #: Sentences are drawn from this many of the best chunks.
 ANSWER_CHUNKS = 3
 MAX_SENTENCES = 3

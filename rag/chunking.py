@@ -22,7 +22,7 @@ MAX_SENTENCE_WORDS = 80
 
 # A sentence ends at . ! ? (and closing quotes or brackets) before whitespace and an
 # uppercase letter, digit or opening quote; or at a paragraph break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?])([\"')\]]*)\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n")
 _ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|vs|Dr|Mr|Mrs|Ms|Fig|No)\.$")
 
 
@@ -47,8 +47,9 @@ def split_sentences(text: str) -> list[str]:
     sentences: list[str] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        piece = text[start : match.start()].strip()
-        if piece and _ABBREVIATIONS.search(piece) and "\n" not in match.group():
+        closers = match.group(1) or ""  # closing quotes/brackets belong to the sentence
+        piece = text[start : match.start() + len(closers)].strip()
+        if piece and _ABBREVIATIONS.search(piece.rstrip("\"')]")) and "\n" not in match.group():
             continue
         if piece:
             sentences.append(" ".join(piece.split()))

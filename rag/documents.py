@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup
 from pypdf import PdfReader
-from pypdf.errors import PdfReadError
+from pypdf.errors import DependencyError, PyPdfError
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -31,16 +31,18 @@ __all__ = [
 
 SUPPORTED_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".pdf"})
 
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)(?:\s+#+)?\s*$")
 _MD_FENCE = re.compile(r"^\s*(```|~~~)")
 _MD_NOISE = [
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images: keep the alt text
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links: keep the text
     (re.compile(r"`([^`]+)`"), r"\1"),
     (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),
-    (re.compile(r"^\s*>\s?", re.MULTILINE), ""),
-    (re.compile(r"^\s*([-*+]|\d+[.)])\s+", re.MULTILINE), ""),
-    (re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$", re.MULTILINE), ""),  # table rules
+    (re.compile(r"(?<![\w*])\*(?![\s*])(.+?)(?<![\s*])\*(?![\w*])"), r"\1"),
+    (re.compile(r"(?<!\w)_(?![\s_])(.+?)(?<![\s_])_(?!\w)"), r"\1"),
+    (re.compile(r"^[ \t]*>[ \t]?", re.MULTILINE), ""),
+    (re.compile(r"^[ \t]*([-*+]|\d+[.)])[ \t]+", re.MULTILINE), ""),
+    (re.compile(r"^[ \t]*\|?[ \t:|-]+\|[ \t:|-]*$", re.MULTILINE), ""),  # table rules
 ]
 _HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _HTML_BLOCKS = ("p", "li", "pre", "td", "th", "dd", "dt", "blockquote", "figcaption")
@@ -119,7 +121,7 @@ def read_document(path: Path, source: str | None = None) -> Document:
                 title, sections = _read_markdown(raw)
             else:
                 title, sections = _read_text(raw)
-    except (OSError, PdfReadError) as exc:
+    except (OSError, PyPdfError, DependencyError) as exc:  # DependencyError: encrypted PDFs
         raise DocumentError(f"{source}: cannot read: {exc}") from exc
     kept = tuple(s for s in sections if s.text)
     if not kept:
@@ -166,25 +168,28 @@ def _markdown_text(lines: list[str]) -> str:
     return _clean(text.replace("|", " "))
 
 
+def _first_line_title(raw: str) -> str:
+    """The first non-blank line of ``raw``, if short enough to be a title."""
+    first = next((" ".join(line.split()) for line in raw.splitlines() if line.strip()), "")
+    return first if len(first) <= 120 else ""
+
+
 def _read_text(raw: str) -> tuple[str, list[Section]]:
-    text = _clean(raw)
-    first = text.split("\n", 1)[0]
-    title = first if len(first) <= 120 else ""
-    return title, [Section("", text)]
+    return _first_line_title(raw), [Section("", _clean(raw))]
 
 
 def _read_html(raw: str) -> tuple[str, list[Section]]:
     soup = BeautifulSoup(raw, "html.parser")
     for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "template"]):
         tag.decompose()
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    title = " ".join(soup.title.get_text(" ").split()) if soup.title else ""
     sections: list[Section] = []
     heading = ""
     parts: list[str] = []
     for element in soup.find_all([*_HTML_HEADINGS, *_HTML_BLOCKS]):
         if element.find_parent(_HTML_BLOCKS):
             continue  # nested block: its text is in its parent's
-        text = element.get_text(" ", strip=True)
+        text = " ".join(element.get_text(" ").split())
         if element.name in _HTML_HEADINGS:
             sections.append(Section(heading, _clean("\n\n".join(parts))))
             heading, parts = text, []
@@ -202,9 +207,8 @@ def _read_pdf(path: Path) -> tuple[str, list[Section]]:
         title = str(reader.metadata.title)
     sections = []
     for number, page in enumerate(reader.pages, start=1):
-        text = _clean(page.extract_text() or "")
-        sections.append(Section(f"page {number}", text))
-    if not title and sections and sections[0].text:
-        first = sections[0].text.split("\n", 1)[0]
-        title = first if len(first) <= 120 else ""
+        raw = page.extract_text() or ""
+        if not title and number == 1:
+            title = _first_line_title(raw)
+        sections.append(Section(f"page {number}", _clean(raw)))
     return title, sections

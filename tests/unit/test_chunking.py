@@ -122,11 +122,6 @@ def test_split_sentences_cuts_run_on_text_into_bounded_pieces():
     assert parts[3] == "Short one."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _SENTENCE_END consumes closing quotes/brackets after . ! ? as part of the "
-    "separator, and the sentence is cut at match.start(), so they vanish from the text",
-)
 def test_split_sentences_keeps_closing_quotes_and_brackets():
     text = 'He said "Stop." Then he left. (See Fig. 3.) Next one.'
     assert split_sentences(text) == [

@@ -154,32 +154,17 @@ def test_markdown_empty_sections_are_dropped(tmp_path):
     assert document.title == "Title"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _MD_HEADING strips a closing '#' run even without a space before it, "
-    "so '# C#' becomes heading 'C' (CommonMark requires a space before the closing #s)",
-)
 def test_markdown_heading_ending_in_hash_keeps_it(tmp_path):
     document = read_document(write(tmp_path / "a.md", "# C#\n\nAbout the language.\n"))
     assert document.title == "C#"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the list/quote patterns start with ^\\s* under MULTILINE, so \\s* also "
-    "consumes the blank line before a list or quote and glues it to the previous paragraph",
-)
 def test_markdown_paragraph_break_before_a_list_is_kept(tmp_path):
     path = write(tmp_path / "a.md", "Intro text\n\n- item one\n- item two\n\n> quoted\n")
     text = read_document(path).sections[0].text
     assert text.split("\n\n") == ["Intro text", "item one item two", "quoted"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: only ** and __ emphasis is stripped; single *italic* / _italic_ markers "
-    "stay in the indexed text",
-)
 def test_markdown_single_star_emphasis_is_stripped(tmp_path):
     path = write(tmp_path / "a.md", "Some *italic* and _slanted_ words, snake_case kept.\n")
     assert read_document(path).sections[0].text == (
@@ -206,11 +191,6 @@ def test_text_with_a_long_first_line_is_titled_from_the_file_name(tmp_path):
     assert document.title == "Release notes"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _read_text takes the title after _clean joined the first paragraph's "
-    "lines, so a title line followed directly by body text yields the whole paragraph",
-)
 def test_text_title_is_the_first_line_even_without_a_blank_line_after_it(tmp_path):
     path = write(tmp_path / "a.txt", "My Title\nThe body starts right here.\n")
     assert read_document(path).title == "My Title"
@@ -286,12 +266,6 @@ def test_html_nested_blocks_are_not_duplicated(html_doc):
     assert section(html_doc, "Second") == "Key\n\nCell paragraph."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _read_html uses get_text(' ', strip=True) for <title> and headings "
-    "without collapsing inner whitespace, so pretty-printed HTML yields titles and "
-    "headings containing newlines and runs of spaces",
-)
 def test_html_title_and_headings_collapse_wrapped_whitespace(tmp_path):
     html = "<title>\n  Page\n  Title\n</title><h2>Wrapped\n    heading</h2><p>Text.</p>"
     document = read_document(write(tmp_path / "a.html", html))
@@ -346,11 +320,6 @@ def test_pdf_blank_page_is_dropped_and_numbering_keeps_the_real_page(tmp_path):
     assert PAGE_TWO in document.sections[1].text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: same as plain text: _read_pdf takes the fallback title from the cleaned "
-    "page text, whose lines _clean has already joined into one paragraph",
-)
 def test_pdf_without_metadata_title_uses_the_first_line(tmp_path):
     path = make_pdf(tmp_path / "untitled.pdf", ["Short Heading\nBody line one here. More."])
     assert read_document(path).title == "Short Heading"

@@ -1,0 +1,1 @@
+"""Nova's knowledge service: ingest documents, retrieve passages, answer over HTTP."""
