@@ -22,8 +22,8 @@ language model), so the figures are retrieval plus the extractive answer.
 
 Run from the repository root::
 
-    .venv/bin/python bench/rag_latency.py          # about 6 min on 2 cores (HNSW build: most)
-    .venv/bin/python bench/rag_latency.py --quick  # about 1.5 min, smaller and noisy (for tests)
+    .venv/bin/python bench/rag_latency.py          # about 5 min on 2 cores
+    .venv/bin/python bench/rag_latency.py --quick  # about 1 min, smaller and noisy (for tests)
 """
 
 from __future__ import annotations

@@ -71,18 +71,14 @@ class Retriever:
         """The indexed chunks, in index order."""
         return self.index.chunks
 
-    def search(self, question: str, top_k: int, vector: FloatArray | None = None) -> list[Hit]:
-        """The best ``top_k`` chunks for ``question``, best first.
-
-        ``vector`` is the question's embedding when the caller already has it.
-        """
+    def search(self, question: str, top_k: int) -> list[Hit]:
+        """The best ``top_k`` chunks for ``question``, best first."""
         n = len(self.index.chunks)
         if n == 0:
             return []
         wanted = min(n, max(top_k * CANDIDATE_FACTOR, MIN_CANDIDATES))
-        if vector is None:
-            vector = self.embed_query(question)
-        dense = self._dense(vector, wanted) if vector is not None else {}
+        embedder = self.embedder
+        dense = self._dense(embedder.embed_query(question), wanted) if embedder else {}
         lexical = self._lexical(question, wanted) if self._bm25 is not None else {}
         if self.mode == "dense":
             ranked = sorted(dense, key=lambda i: -dense[i])
@@ -97,10 +93,6 @@ class Retriever:
             Hit(self.index.chunks[i], scores[i], dense.get(i), lexical.get(i))
             for i in ranked[:top_k]
         ]
-
-    def embed_query(self, question: str) -> FloatArray | None:
-        """The question's vector, or None in BM25-only mode."""
-        return None if self.embedder is None else self.embedder.embed_query(question)
 
     def _dense(self, vector: FloatArray, wanted: int) -> dict[int, float]:
         assert self.index.faiss_index is not None
