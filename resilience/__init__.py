@@ -20,6 +20,7 @@ from resilience.fallbacks import (
     DegradedReplies,
     Guarded,
     call_with_fallback,
+    fallback_on_outage,
 )
 from resilience.health import HealthServer, Heartbeat, health_report
 from resilience.metrics import BreakerMetrics
@@ -50,6 +51,7 @@ __all__ = [
     "ResilienceSettings",
     "State",
     "call_with_fallback",
+    "fallback_on_outage",
     "health_report",
     "is_caller_error",
 ]

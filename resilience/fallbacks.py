@@ -21,6 +21,7 @@ __all__ = [
     "DegradedReplies",
     "Guarded",
     "call_with_fallback",
+    "fallback_on_outage",
     "retry_phrase",
 ]
 
@@ -50,8 +51,21 @@ async def call_with_fallback(
 
     Caller errors (invalid input, HTTP 4xx) are not outages and propagate unchanged.
     """
+    return await fallback_on_outage(breaker, breaker.call_async(primary), fallback)
+
+
+async def fallback_on_outage(
+    breaker: Breaker,
+    guarded: Awaitable[T],
+    fallback: Callable[[BaseException], T | Awaitable[T]],
+) -> Guarded[T]:
+    """Await a call that already goes through ``breaker`` (a client that guards itself).
+
+    An open circuit or a failure by ``breaker``'s rules turns into ``fallback(exc)``;
+    caller errors propagate unchanged.
+    """
     try:
-        return Guarded(await breaker.call_async(primary))
+        return Guarded(await guarded)
     except Exception as exc:
         if not (isinstance(exc, CircuitOpen) or breaker.counts_as_failure(exc)):
             raise

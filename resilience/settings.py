@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 from pydantic.fields import FieldInfo
@@ -104,7 +104,7 @@ class ResilienceSettings(BaseSettings):
         return (init_settings, _BreakerEnvSource(settings_cls, os.environ), env_settings)
 
     @classmethod
-    def load(cls, **overrides: Any) -> ResilienceSettings:
+    def load(cls, **overrides: Any) -> Self:
         """Build the settings, turning any invalid value into a ``ConfigError`` that names it."""
         try:
             return cls(**overrides)

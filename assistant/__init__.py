@@ -1,0 +1,1 @@
+"""Nova's conversation core: sessions, answers, fallbacks; knows nothing of the UI."""

@@ -1,0 +1,133 @@
+"""The process's one set of breakers, health port, clients and ``Assistant``.
+
+It lives here, outside the Chainlit app file, so a ``chainlit run -w`` reload of that
+file finds the same breakers and the same bound health port instead of making new ones.
+Build it once with ``get_runtime()`` from inside the event loop that serves users: the
+heartbeat that ``/health`` reports must beat on that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from assistant.answer_cache import AnswerCache
+from assistant.conversation import Assistant
+from assistant.sessions import SessionStore, redis_client
+from assistant.settings import AssistantSettings
+from rag.client import RagClient
+from resilience import BreakerMetrics, BreakerRegistry, Clock, HealthServer, Heartbeat
+
+__all__ = ["Runtime", "current_runtime", "get_runtime", "shutdown_runtime"]
+
+logger = logging.getLogger(__name__)
+
+
+def package_version() -> str:
+    """Nova's installed version, for ``/health``."""
+    try:
+        return version("nova")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class Runtime:
+    """Everything one app process shares between its UIs."""
+
+    settings: AssistantSettings
+    breakers: BreakerRegistry
+    metrics: BreakerMetrics
+    heartbeat: Heartbeat
+    health: HealthServer
+    redis: Redis
+    rag: RagClient
+    sessions: SessionStore
+    cache: AnswerCache
+    assistant: Assistant
+
+    @classmethod
+    def build(cls, settings: AssistantSettings, clock: Clock = time.monotonic) -> Runtime:
+        """Wire the parts from settings; nothing runs until ``start``."""
+        metrics = BreakerMetrics(CollectorRegistry())
+        breakers = BreakerRegistry(settings.app_breakers(), metrics=metrics, clock=clock)
+        heartbeat = Heartbeat(settings.heartbeat_interval)
+        health = HealthServer(
+            breakers,
+            metrics.registry,
+            host=settings.health_host,
+            port=settings.health_port,
+            service=settings.service_name,
+            version=package_version(),
+            heartbeat=heartbeat,
+            stale_after=settings.heartbeat_stale_after,
+        )
+        redis = redis_client(settings.redis_url, socket_timeout=settings.redis_socket_timeout)
+        rag = RagClient(breakers["rag_api"], settings.rag_url)
+        sessions = SessionStore(
+            redis, breakers["redis"], ttl_s=settings.session_ttl_s, journal_dir=settings.data_dir
+        )
+        cache = AnswerCache(redis, breakers["redis"], ttl_s=settings.answer_cache_ttl_s)
+        assistant = Assistant(
+            rag=rag,
+            sessions=sessions,
+            cache=cache,
+            breakers=breakers,
+            max_message_chars=settings.max_message_chars,
+            history_turns=settings.history_turns,
+            top_k=settings.top_k,
+        )
+        return cls(
+            settings, breakers, metrics, heartbeat, health, redis, rag, sessions, cache, assistant
+        )
+
+    async def start(self) -> None:
+        """Open the health port, start the heartbeat and the session journal's replay."""
+        self.health.start()
+        self.heartbeat.start()
+        await self.sessions.start()
+
+    async def stop(self) -> None:
+        """Stop everything ``start`` started and close the connection pools."""
+        await self.sessions.stop()
+        self.heartbeat.stop()
+        self.health.stop()
+        await self.rag.aclose()
+        await self.redis.aclose()
+
+
+_runtime: Runtime | None = None
+_starting = asyncio.Lock()
+
+
+async def get_runtime(settings: AssistantSettings | None = None) -> Runtime:
+    """The process's runtime, built and started on first use."""
+    global _runtime
+    async with _starting:
+        if _runtime is None:
+            runtime = Runtime.build(settings or AssistantSettings.load())
+            await runtime.start()
+            _runtime = runtime
+    return _runtime
+
+
+def current_runtime() -> Runtime:
+    """The runtime already started by ``get_runtime``."""
+    if _runtime is None:
+        raise RuntimeError("Nova's runtime has not been started")
+    return _runtime
+
+
+async def shutdown_runtime() -> None:
+    """Stop the runtime (app shutdown, tests)."""
+    global _runtime
+    async with _starting:
+        if _runtime is not None:
+            await _runtime.stop()
+            _runtime = None
