@@ -21,11 +21,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install Nova with its pinned dependencies
 
-up: $(STAMP)  ## index knowledge/ on first run, then serve the RAG API (8002) and the health port (8001)
+up: $(STAMP)  ## index knowledge/ on first run, then serve the chat UI (8000), health (8001), RAG (8002)
 	@test -f $(NOVA_RAG_DATA_DIR)/CURRENT || $(BIN)/python -m rag ingest knowledge/
+	@$(BIN)/python -m assistant.offline_ui .nova/chainlit-frontend
 	@trap 'kill 0' EXIT; \
+	if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then \
+	  if command -v redis-server >/dev/null; then \
+	    redis-server --port 6379 --bind 127.0.0.1 --dir .nova --appendonly yes --save "" & \
+	  else echo "No Redis on 127.0.0.1:6379: conversations stay in memory until one answers."; fi; \
+	fi; \
 	$(BIN)/python -m rag serve & \
-	$(BIN)/python -m resilience & \
+	$(BIN)/python -m assistant & \
 	wait -n
 
 ingest: $(STAMP)  ## re-index knowledge/ (and any PATHS=...) after editing documents

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resilience import DEFAULT_DEGRADED_REPLIES, CallerError, CircuitOpen, DegradedReplies
-from resilience.fallbacks import call_with_fallback, retry_phrase
+from resilience.fallbacks import call_with_fallback, fallback_on_outage, retry_phrase
 
 pytestmark = pytest.mark.unit
 
@@ -90,3 +90,24 @@ def test_the_catalog_can_be_replaced():
     replies = DegradedReplies({"rag_api": "Library closed, back {when}."}, generic="Busy {when}.")
     assert replies.reply("rag_api", 3) == "Library closed, back in a few seconds."
     assert replies.reply("other", 3) == "Busy in a few seconds."
+
+
+async def test_fallback_on_outage_serves_clients_that_guard_themselves(make_breaker):
+    breaker = make_breaker(fail_max=1)
+
+    async def guarded_call(fn):
+        return await breaker.call_async(fn)
+
+    async def boom():
+        raise ConnectionError("refused")
+
+    async def bad():
+        raise CallerError("empty question")
+
+    result = await fallback_on_outage(breaker, guarded_call(boom), lambda exc: "saved")
+    assert (result.value, result.from_fallback, result.circuit_open) == ("saved", True, False)
+    result = await fallback_on_outage(breaker, guarded_call(boom), lambda exc: "apology")
+    assert result.circuit_open
+    breaker.reset()
+    with pytest.raises(CallerError):
+        await fallback_on_outage(breaker, guarded_call(bad), lambda exc: "never")
