@@ -1,18 +1,23 @@
 """The process's one set of breakers, health port, clients and ``Assistant``.
 
-It lives here, outside the Chainlit app file, so a ``chainlit run -w`` reload of that
-file finds the same breakers and the same bound health port instead of making new ones.
-Build it once with ``get_runtime()`` from inside the event loop that serves users: the
-heartbeat that ``/health`` reports must beat on that loop.
+``chainlit run -w`` reloads the app by dropping from ``sys.modules`` every module whose
+file sits under the app file's folder: this one and the whole project with it. So the
+running instance is kept on a module that has no file (``_PROCESS``), which a reload
+never drops: the reloaded code finds the same breakers and the same bound health port
+instead of making new ones. Build it once with ``get_runtime()`` from inside the event
+loop that serves users: the heartbeat that ``/health`` reports must beat on that loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
+import types
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import cast
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -102,32 +107,50 @@ class Runtime:
         await self.redis.aclose()
 
 
-_runtime: Runtime | None = None
-_starting = asyncio.Lock()
+class _ProcessState(types.ModuleType):
+    """Typed view of the state module (its class may come from before a reload)."""
+
+    runtime: Runtime | None
+    starting: asyncio.Lock
+
+
+def _process_state() -> _ProcessState:
+    """The file-less module that holds the running instance across app reloads."""
+    state = sys.modules.get(_PROCESS)
+    if state is None:
+        fresh = _ProcessState(_PROCESS, "Nova's running instance, kept across app reloads.")
+        fresh.runtime = None
+        fresh.starting = asyncio.Lock()
+        sys.modules[_PROCESS] = state = fresh
+    return cast(_ProcessState, state)
+
+
+_PROCESS = "nova_process_state"
 
 
 async def get_runtime(settings: AssistantSettings | None = None) -> Runtime:
     """The process's runtime, built and started on first use."""
-    global _runtime
-    async with _starting:
-        if _runtime is None:
+    state = _process_state()
+    async with state.starting:
+        if state.runtime is None:
             runtime = Runtime.build(settings or AssistantSettings.load())
             await runtime.start()
-            _runtime = runtime
-    return _runtime
+            state.runtime = runtime
+        return state.runtime
 
 
 def current_runtime() -> Runtime:
     """The runtime already started by ``get_runtime``."""
-    if _runtime is None:
+    runtime = _process_state().runtime
+    if runtime is None:
         raise RuntimeError("Nova's runtime has not been started")
-    return _runtime
+    return runtime
 
 
 async def shutdown_runtime() -> None:
     """Stop the runtime (app shutdown, tests)."""
-    global _runtime
-    async with _starting:
-        if _runtime is not None:
-            await _runtime.stop()
-            _runtime = None
+    state = _process_state()
+    async with state.starting:
+        if state.runtime is not None:
+            await state.runtime.stop()
+            state.runtime = None

@@ -1,0 +1,273 @@
+"""The whole app as a user runs it: ``python -m assistant`` with a real Redis and RAG service.
+
+``nova_app`` (one per test module) starts, on free ports:
+
+- a redis-server (never persisted),
+- ``python -m rag serve`` on a small index of three documents from ``knowledge/``,
+- ``python -m assistant`` from the repository root with ``CHAINLIT_APP_ROOT`` pointing at
+  a temporary app root that holds a copy of ``.chainlit/config.toml``, ``chainlit.md`` and
+  the offline frontend, so Chainlit writes its files there and not into the checkout.
+
+The ``rag_api`` circuit stays open for 60 s once it opens, longer than any test, and a
+call to the knowledge service times out after 3 s. A test that stops the knowledge
+service does it through ``rag_outage``, which afterwards starts the service again and
+restarts the app, so the next test meets closed circuits whatever order tests run in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from assistant.offline_ui import build_offline_frontend
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ("nova-voice.md", "ops-circuit-breakers.md", "nova-getting-started.md")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+#: Screenshots saved by the browser tests, listed at the end of the run.
+SCREENSHOTS: list[Path] = []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until(
+    ready: Callable[[], bool],
+    what: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 60.0,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited {process.returncode}:\n{log.read_text()}")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} was not ready within {timeout} s:\n{log.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Redis:
+    """A redis-server for one test module, on a free port, holding nothing on disk."""
+
+    workdir: Path
+    port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> Redis:
+        log = self.workdir / "redis.log"
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        args += ["--logfile", str(log)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log.touch()
+        _wait_until(self.ping, "redis-server", self.process, log, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.process, signal.SIGKILL)
+        self.process = None
+
+
+@dataclass
+class NovaApp:
+    """``python -m assistant`` on free ports, with the knowledge service it talks to.
+
+    ``rag`` is the ``ServiceProcess`` from ``tests/conftest.py``'s ``rag_service``.
+    """
+
+    root: Path
+    data_dir: Path
+    log: Path
+    redis: Redis
+    rag: Any
+    ui_port: int = field(default_factory=_free_port)
+    health_port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CHAINLIT_APP_ROOT": str(self.root),
+            "NOVA_UI_PORT": str(self.ui_port),
+            "NOVA_HEALTH_PORT": str(self.health_port),
+            "NOVA_REDIS_URL": self.redis.url,
+            "NOVA_RAG_URL": self.rag.url,
+            "NOVA_DATA_DIR": str(self.data_dir),
+            "NOVA_BREAKER_RAG_API_RESET_TIMEOUT": "60",
+            "NOVA_BREAKER_RAG_API_TIMEOUT": "3",
+        }
+
+    def _answers(self) -> bool:
+        try:
+            models = httpx.get(f"{self.url}/v1/models", timeout=1.0)
+            health = httpx.get(f"{self.health_url}/health", timeout=1.0)
+        except httpx.TransportError:
+            return False
+        return models.status_code == 200 and health.status_code in (200, 503)
+
+    def start(self) -> NovaApp:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "assistant"],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_until(self._answers, "python -m assistant", self.process, self.log)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.process)
+        self.process = None
+
+    def restart(self) -> NovaApp:
+        """A new app process: every breaker closed again; sessions and cache stay in Redis."""
+        self.stop()
+        return self.start()
+
+    def stop_rag(self) -> None:
+        """Kill the knowledge service: connections to it are refused from now on."""
+        self.rag.stop(signal.SIGKILL)
+
+    def start_rag(self) -> None:
+        self.rag.start()
+
+    @property
+    def rag_running(self) -> bool:
+        return self.rag.process is not None
+
+    def health(self) -> dict[str, object]:
+        return httpx.get(f"{self.health_url}/health", timeout=5.0).json()
+
+    def breaker_state(self, name: str) -> str:
+        breakers = self.health()["circuit_breakers"]
+        assert isinstance(breakers, dict)
+        return str(breakers[name]["state"])
+
+
+@pytest.fixture(scope="session")
+def offline_frontend(tmp_path_factory) -> Path:
+    """The offline Chainlit frontend, built once per run and copied into each app root."""
+    return build_offline_frontend(tmp_path_factory.mktemp("ui") / "chainlit-frontend")
+
+
+@pytest.fixture(scope="session")
+def e2e_index(tmp_path_factory, rag_ingest) -> Path:
+    data = tmp_path_factory.mktemp("e2e-index")
+    rag_ingest(data, *(ROOT / "knowledge" / name for name in DOCS))
+    return data
+
+
+@pytest.fixture(scope="module")
+def nova_app(tmp_path_factory, offline_frontend, e2e_index, rag_service) -> Iterator[NovaApp]:
+    """The running app, its Redis and its knowledge service, for one test module."""
+    base = tmp_path_factory.mktemp("nova-app")
+    root = base / "app-root"
+    (root / ".chainlit").mkdir(parents=True)
+    shutil.copy2(ROOT / ".chainlit" / "config.toml", root / ".chainlit" / "config.toml")
+    shutil.copy2(ROOT / "chainlit.md", root / "chainlit.md")
+    shutil.copytree(offline_frontend, root / ".nova" / "chainlit-frontend")
+    (base / "redis").mkdir()
+
+    redis = Redis(base / "redis").start()
+    rag = rag_service(e2e_index).start()
+    app = NovaApp(root=root, data_dir=base / "data", log=base / "app.log", redis=redis, rag=rag)
+    try:
+        app.start()
+        yield app
+    finally:
+        app.stop()
+        rag.stop()
+        redis.stop()
+
+
+@pytest.fixture
+def rag_outage(nova_app) -> Iterator[Callable[[], None]]:
+    """A function that stops the knowledge service for the rest of the test.
+
+    Afterwards the service runs again and the app is restarted, so its ``rag_api``
+    circuit (open for 60 s once opened) is closed for the next test.
+    """
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        nova_app.stop_rag()
+
+    yield stop
+    if stopped or not nova_app.rag_running:
+        nova_app.start_rag()
+        nova_app.restart()
+
+
+@pytest.fixture
+def screenshot(tmp_path) -> Callable[[Any, str], Awaitable[Path]]:
+    """``await screenshot(page, name)`` saves ``name.png`` in the test's tmp dir, and says where."""
+
+    async def save(page: Any, name: str) -> Path:
+        path = tmp_path / f"{name}.png"
+        await page.screenshot(path=str(path), full_page=True)
+        SCREENSHOTS.append(path)
+        print(f"screenshot: {path}")  # noqa: T201
+        return path
+
+    return save
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if SCREENSHOTS:
+        terminalreporter.write_sep("-", "e2e screenshots")
+        for path in SCREENSHOTS:
+            terminalreporter.write_line(str(path))
