@@ -27,7 +27,14 @@ async def start() -> None:
     await get_runtime()
     await cl.context.emitter.set_commands(
         [
-            {"id": name, "icon": ICONS.get(name, "terminal"), "description": text}
+            {
+                "id": name,
+                "icon": ICONS.get(name, "terminal"),
+                "description": text,
+                "button": False,
+                "persistent": False,
+                "selected": False,
+            }
             for name, text in COMMANDS.items()
         ]
     )
@@ -53,20 +60,30 @@ async def message(incoming: cl.Message) -> None:
 
 async def render(reply: Reply) -> None:
     """Show a reply: a visible notice when degraded, the streamed text, sources beside it."""
-    out = cl.Message(content="")
+    documents = group_sources(reply)
+    out = cl.Message(
+        content="",
+        elements=[
+            cl.Text(name=title, content=content, display="side")
+            for title, content in documents.items()
+        ],
+    )
     if reply.notice:
         await out.stream_token(f"> ⚠️ {reply.notice}\n\n")
     for token in reply.tokens():
         await out.stream_token(token)
-    out.elements = [
-        cl.Text(
-            name=f"{n}. {source.title or source.source}",
-            content=f"**{source.heading}**\n\n{source.text}\n\n`{source.source}`",
-            display="side",
-        )
-        for n, source in enumerate(reply.sources, start=1)
-    ]
-    if reply.sources:
-        names = ", ".join(f"{n}. {s.title or s.source}" for n, s in enumerate(reply.sources, 1))
-        await out.stream_token(f"\n\nSources: {names}")
+    if documents:
+        await out.stream_token("\n\nSources: " + ", ".join(documents))
     await out.send()
+
+
+def group_sources(reply: Reply) -> dict[str, str]:
+    """One side panel per document, holding each of its passages under its heading."""
+    grouped: dict[str, tuple[str, list[str]]] = {}
+    for source in reply.sources:
+        _, passages = grouped.setdefault(source.title or source.source, (source.source, []))
+        passages.append(f"**{source.heading}**\n\n{source.text}")
+    return {
+        title: "\n\n".join(passages) + f"\n\n`{path}`"
+        for title, (path, passages) in grouped.items()
+    }

@@ -115,10 +115,15 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_path: str = "/health", timeout: float = 60.0) -> ServiceProcess:
-        log = self.log.open("a") if self.log else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            self.args, cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=log, text=True
-        )
+        with self.log.open("a") if self.log else open(os.devnull, "w") as log:
+            self.process = subprocess.Popen(
+                self.args,
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=log,
+                text=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -16,6 +16,7 @@ restarts the app, so the next test meets closed circuits whatever order tests ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from assistant.offline_ui import build_offline_frontend
 
@@ -76,7 +78,7 @@ def _stop(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) ->
 
 
 @dataclass
-class Redis:
+class RedisProcess:
     """A redis-server for one test module, on a free port, holding nothing on disk."""
 
     workdir: Path
@@ -95,7 +97,7 @@ class Redis:
         except OSError:
             return False
 
-    def start(self) -> Redis:
+    def start(self) -> RedisProcess:
         log = self.workdir / "redis.log"
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
@@ -120,7 +122,7 @@ class NovaApp:
     root: Path
     data_dir: Path
     log: Path
-    redis: Redis
+    redis: RedisProcess
     rag: Any
     ui_port: int = field(default_factory=_free_port)
     health_port: int = field(default_factory=_free_port)
@@ -187,6 +189,21 @@ class NovaApp:
     def rag_running(self) -> bool:
         return self.rag.process is not None
 
+    def rag_answer(self, question: str) -> str:
+        """What the knowledge service itself answers, asked directly."""
+        response = httpx.post(f"{self.rag.url}/query", json={"question": question}, timeout=10)
+        response.raise_for_status()
+        return str(response.json()["answer"])
+
+    def stored_questions(self, session_id: str) -> list[str]:
+        """The questions Redis holds for a conversation, oldest first."""
+        client = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        try:
+            members = client.zrange(f"nova:session:{session_id}:turns", 0, -1)
+        finally:
+            client.close()
+        return [json.loads(member)["q"] for member in members]
+
     def health(self) -> dict[str, object]:
         return httpx.get(f"{self.health_url}/health", timeout=5.0).json()
 
@@ -220,16 +237,21 @@ def nova_app(tmp_path_factory, offline_frontend, e2e_index, rag_service) -> Iter
     shutil.copytree(offline_frontend, root / ".nova" / "chainlit-frontend")
     (base / "redis").mkdir()
 
-    redis = Redis(base / "redis").start()
-    rag = rag_service(e2e_index).start()
-    app = NovaApp(root=root, data_dir=base / "data", log=base / "app.log", redis=redis, rag=rag)
+    redis_server = RedisProcess(base / "redis")
     try:
-        app.start()
-        yield app
+        redis_server.start()
+        rag = rag_service(e2e_index).start()  # rag_service stops it at the latest
+        app = NovaApp(
+            root=root, data_dir=base / "data", log=base / "app.log", redis=redis_server, rag=rag
+        )
+        try:
+            app.start()
+            yield app
+        finally:
+            app.stop()
+            rag.stop()
     finally:
-        app.stop()
-        rag.stop()
-        redis.stop()
+        redis_server.stop()
 
 
 @pytest.fixture
@@ -258,7 +280,7 @@ def screenshot(tmp_path) -> Callable[[Any, str], Awaitable[Path]]:
 
     async def save(page: Any, name: str) -> Path:
         path = tmp_path / f"{name}.png"
-        await page.screenshot(path=str(path), full_page=True)
+        await page.screenshot(path=str(path), full_page=True, animations="disabled")
         SCREENSHOTS.append(path)
         print(f"screenshot: {path}")  # noqa: T201
         return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from playwright.async_api import Locator, Page, async_playwright, expect
 
@@ -88,12 +87,6 @@ async def chat_page(nova_app):
             await browser.close()
 
 
-def rag_answer(nova_app, question: str) -> str:
-    response = httpx.post(f"{nova_app.rag.url}/query", json={"question": question}, timeout=10)
-    response.raise_for_status()
-    return str(response.json()["answer"])
-
-
 async def test_a_question_is_answered_with_its_sources(nova_app, chat_page, screenshot):
     greeting = await chat_page.open(nova_app.url)
     await expect(greeting).to_contain_text("Type /help for commands")
@@ -101,9 +94,9 @@ async def test_a_question_is_answered_with_its_sources(nova_app, chat_page, scre
 
     reply = await chat_page.send(QUESTION)
 
-    await expect(reply).to_contain_text(rag_answer(nova_app, QUESTION))
+    await expect(reply).to_contain_text(nova_app.rag_answer(QUESTION))
     await expect(reply).to_contain_text("Sources:")
-    await expect(reply.get_by_text(f"1. {SOURCE}", exact=True)).to_be_visible()
+    await expect(reply.get_by_text(SOURCE, exact=True)).to_be_visible()
     await expect(reply).not_to_contain_text("temporarily")
     await screenshot(chat_page.page, "answer")
     assert chat_page.outside == []  # the page asked nothing of any other host
@@ -113,7 +106,7 @@ async def test_with_the_knowledge_service_down_the_page_says_so(
     nova_app, rag_outage, chat_page, screenshot
 ):
     await chat_page.open(nova_app.url)
-    expected = rag_answer(nova_app, QUESTION)
+    expected = nova_app.rag_answer(QUESTION)
     answer = await chat_page.send(QUESTION)
     await expect(answer).to_contain_text(expected)
     rag_outage()
@@ -123,7 +116,7 @@ async def test_with_the_knowledge_service_down_the_page_says_so(
         "My knowledge base is temporarily unavailable, so this is a saved answer from earlier."
     )
     await expect(saved).to_contain_text(expected)
-    await expect(saved.get_by_text(f"1. {SOURCE}", exact=True)).to_be_visible()
+    await expect(saved.get_by_text(SOURCE, exact=True)).to_be_visible()
 
     for question in ("What does the redis breaker protect?", "What does half-open mean?"):
         apology = await chat_page.send(question)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
 import openai
 import pytest
-import redis
 from openai import AsyncOpenAI
 
 pytestmark = pytest.mark.e2e
@@ -40,15 +38,6 @@ def nova(response) -> dict:
     """Nova's ``nova`` extension field, which the SDK keeps as an extra."""
     assert response.model_extra is not None
     return response.model_extra["nova"]
-
-
-def stored_questions(nova_app, session_id: str) -> list[str]:
-    client = redis.Redis.from_url(nova_app.redis.url, decode_responses=True)
-    try:
-        members = client.zrange(f"nova:session:{session_id}:turns", 0, -1)
-    finally:
-        client.close()
-    return [json.loads(member)["q"] for member in members]
 
 
 async def test_models_lists_nova(client):
@@ -111,20 +100,20 @@ async def test_the_x_session_id_header_keeps_a_conversation(client, nova_app):
     for raw in (first, second):
         assert raw.headers["x-session-id"] == session
         assert nova(raw.parse())["session_id"] == session
-    assert stored_questions(nova_app, session) == [QUESTION, "and the knowledge base one?"]
+    assert nova_app.stored_questions(session) == [QUESTION, "and the knowledge base one?"]
 
     cleared = await client.chat.completions.create(
         model="nova", messages=ask("/session clear"), extra_headers=headers
     )
     assert "forgotten" in cleared.choices[0].message.content
-    assert stored_questions(nova_app, session) == []
+    assert nova_app.stored_questions(session) == []
 
 
 async def test_the_user_field_names_the_session_when_there_is_no_header(client, nova_app):
     user = f"e2e-user-{uuid.uuid4().hex}"
     response = await client.chat.completions.create(model="nova", messages=ask(QUESTION), user=user)
     assert nova(response)["session_id"] == user
-    assert stored_questions(nova_app, user) == [QUESTION]
+    assert nova_app.stored_questions(user) == [QUESTION]
 
     anonymous = [
         nova(await client.chat.completions.create(model="nova", messages=ask(QUESTION)))
@@ -187,7 +176,7 @@ async def test_the_sdk_raises_bad_request_for_a_missing_user_message(client):
     assert "no user message" in raised.value.message
 
 
-@pytest.mark.parametrize("content", ["", "   \n\t"])
+@pytest.mark.parametrize("content", ["", "   \n\t"], ids=["empty", "blank"])
 async def test_an_empty_question_gets_a_friendly_reply(client, content):
     response = await client.chat.completions.create(model="nova", messages=ask(content))
     assert response.choices[0].message.content == EMPTY_MESSAGE
