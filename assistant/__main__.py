@@ -19,6 +19,7 @@ logger = logging.getLogger("assistant")
 def main() -> int:
     """Load settings, then serve until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         settings = AssistantSettings.load()
     except ConfigError as exc:
