@@ -8,10 +8,13 @@ reloading this file neither binds the health port twice nor splits breaker state
 from __future__ import annotations
 
 import chainlit as cl
+import numpy as np
 
 from assistant.commands import COMMANDS
+from assistant.conversation import Assistant
 from assistant.reply import Reply
 from assistant.runtime import get_runtime
+from assistant.voice.audio import CHAINLIT_RATE, resample_pcm16, to_wav
 
 EXAMPLES = (
     "How do I talk to Nova instead of typing?",
@@ -58,7 +61,7 @@ async def message(incoming: cl.Message) -> None:
     await render(reply)
 
 
-async def render(reply: Reply) -> None:
+async def render(reply: Reply) -> cl.Message:
     """Show a reply: a visible notice when degraded, the streamed text, sources beside it."""
     documents = group_sources(reply)
     out = cl.Message(
@@ -75,6 +78,7 @@ async def render(reply: Reply) -> None:
     if documents:
         await out.stream_token("\n\nSources: " + ", ".join(documents))
     await out.send()
+    return out
 
 
 def group_sources(reply: Reply) -> dict[str, str]:
@@ -87,3 +91,57 @@ def group_sources(reply: Reply) -> dict[str, str]:
         title: "\n\n".join(passages) + f"\n\n`{path}`"
         for title, (path, passages) in grouped.items()
     }
+
+
+@cl.on_audio_start
+async def audio_start() -> bool:
+    """The user pressed the microphone: stop any reply still playing (barge-in), listen."""
+    cl.user_session.set("audio", bytearray())
+    await cl.context.emitter.send_audio_interrupt()
+    return True
+
+
+@cl.on_audio_chunk
+async def audio_chunk(chunk: cl.InputAudioChunk) -> None:
+    """Keep PCM16 chunks in order: append before anything awaits."""
+    buffer = cl.user_session.get("audio")
+    if isinstance(buffer, bytearray):
+        buffer.extend(chunk.data)
+
+
+@cl.on_audio_end
+async def audio_end() -> None:
+    """Transcribe what was said, show it as the user's message, answer and speak."""
+    buffer = cl.user_session.get("audio")
+    cl.user_session.set("audio", None)
+    runtime = await get_runtime()
+    session = cl.context.session.id
+    turn = await runtime.assistant.voice_turn(
+        session, bytes(buffer or b""), pcm16_rate=CHAINLIT_RATE
+    )
+    if turn.transcript:
+        await cl.Message(content=turn.transcript, author="You", type="user_message").send()
+    if turn.reply is None:
+        return
+    message = await render(turn.reply)
+    if turn.transcript and not turn.reply.degraded:
+        await speak(runtime.assistant, session, turn.reply.text, message)
+
+
+async def speak(assistant: Assistant, session: str, text: str, message: cl.Message) -> None:
+    """Stream the reply's audio as each sentence is ready, then attach it to replay."""
+    track = f"reply-{message.id}"
+    pcm = bytearray()
+    async for chunk, rate in assistant.speak(session, text):
+        samples = resample_pcm16(chunk, rate, CHAINLIT_RATE)
+        pcm.extend(samples)
+        await cl.context.emitter.send_audio_chunk(
+            cl.OutputAudioChunk(mimeType="pcm16", data=samples, track=track)
+        )
+    notice = assistant.voice_notice(session)
+    if notice:
+        await cl.Message(content=notice).send()
+    if pcm:
+        wav = to_wav(np.frombuffer(bytes(pcm), dtype=np.int16), CHAINLIT_RATE)
+        audio = cl.Audio(name="Spoken reply", content=wav, mime="audio/wav", display="inline")
+        await audio.send(for_id=message.id)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from assistant.reply import Reply
+from assistant.voice.prefs import VoicePrefsStore
 from resilience import BreakerRegistry, State
 
 __all__ = ["COMMANDS", "Commands", "health_table"]
@@ -20,7 +21,7 @@ COMMANDS = {
     "help": "What Nova can do and the commands it knows",
     "health": "Show whether the knowledge base, memory and voice are available",
     "session": "`/session clear` forgets this conversation",
-    "voice": "`/voice on|off|status`: spoken replies",
+    "voice": "`/voice on|off|status` for spoken replies, `/voice wake on|off` for *Hey Nova*",
 }
 
 _STATE_WORDS = {
@@ -61,10 +62,11 @@ def _help() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Commands:
-    """Runs slash commands against the app's breakers and session store."""
+    """Runs slash commands against the app's breakers, session store and voice settings."""
 
     breakers: BreakerRegistry
     clear_session: Callable[[str], Awaitable[None]]
+    voice_prefs: VoicePrefsStore | None = None
 
     async def run(self, session_id: str, text: str) -> Reply:
         """The reply to a message that starts with ``/``."""
@@ -80,5 +82,26 @@ class Commands:
             await self.clear_session(session_id)
             return Reply("Done: I've forgotten this conversation. Let's start afresh.")
         if name == "voice":
-            return Reply("Voice replies are not available in this version yet.")
+            return self._voice(session_id, argument)
         return Reply(f"I don't know the command `/{name}`. Type `/help` to see what I know.")
+
+    def _voice(self, session_id: str, argument: str) -> Reply:
+        if self.voice_prefs is None:
+            return Reply("Voice is switched off on this server (`NOVA_VOICE_ENABLED=false`).")
+        prefs = self.voice_prefs.get(session_id)
+        words = argument.split()
+        if words in (["on"], ["off"]):
+            prefs.spoken_replies = words[0] == "on"
+        elif len(words) == 2 and words[0] == "wake" and words[1] in ("on", "off"):
+            prefs.wake_word = words[1] == "on"
+        elif words not in ([], ["status"]):
+            return Reply("Use `/voice on`, `/voice off`, `/voice status` or `/voice wake on|off`.")
+        status = self.breakers["voice_processing"].status()
+        engines = _STATE_WORDS[status.state]
+        if status.state is State.OPEN:
+            engines += f", retry in {status.retry_after_s:.0f} s"
+        return Reply(
+            f"Spoken replies: **{'on' if prefs.spoken_replies else 'off'}**. "
+            f"Wake word (*Hey Nova*): **{'on' if prefs.wake_word else 'off'}**. "
+            f"Voice engines: {engines}."
+        )

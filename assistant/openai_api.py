@@ -1,4 +1,4 @@
-"""An OpenAI-compatible ``/v1/chat/completions`` in front of the same ``Assistant``.
+"""OpenAI-compatible chat and audio endpoints in front of the same ``Assistant``.
 
 curl, the OpenAI SDKs, load tools and other chat UIs can talk to Nova with it. The last
 user message is the question; the session is the ``X-Session-Id`` header, else the
@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from assistant.conversation import Assistant
 from assistant.reply import Reply
+from assistant.voice.audio import AudioRejected
+from resilience import CircuitOpen, DependencyError
 
 __all__ = ["MODEL_ID", "openai_router"]
 
@@ -93,7 +95,82 @@ def openai_router(assistant: Callable[[], Assistant]) -> APIRouter:
             headers={"X-Session-Id": str(session)},
         )
 
+    @router.post("/audio/transcriptions", response_model=None)
+    async def transcriptions(request: Request) -> JSONResponse:
+        try:
+            form = await request.form()
+        except Exception as exc:  # python-multipart's parse errors have no common base
+            return ApiError(400, f"send multipart/form-data with a file: {exc}").response()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            return ApiError(
+                400, "the form needs an audio file in the field 'file'", "file"
+            ).response()
+        data = await upload.read()
+        try:
+            text = await assistant().transcribe(data, mime=upload.content_type)
+        except AudioRejected as exc:
+            return ApiError(400, str(exc), "file").response()
+        except Exception as exc:
+            return _voice_outage(exc)
+        return JSONResponse({"text": text})
+
+    @router.post("/audio/speech", response_model=None)
+    async def speech(request: Request) -> Response:
+        try:
+            body = _parse(await request.body())
+            text, voice = _speech_request(body)
+        except ApiError as exc:
+            return exc.response()
+        nova = assistant()
+        if nova.voice is None:
+            return ApiError(503, "voice is switched off on this server").response()
+        del voice  # every accepted name is the configured voice
+        try:
+            wav = await nova.voice.wav(text)
+        except Exception as exc:
+            return _voice_outage(exc)
+        return Response(wav, media_type="audio/wav")
+
     return router
+
+
+#: The voice Nova ships (piper's en_US-joe-medium).
+DEFAULT_VOICE = "joe"
+#: OpenAI's stock voice names map to it, so unmodified OpenAI clients work.
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
+)
+MAX_SPEECH_CHARS = 4096
+
+
+def _speech_request(body: dict[str, Any]) -> tuple[str, str]:
+    text = body.get("input")
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(400, "input must be non-empty text", "input")
+    if len(text) > MAX_SPEECH_CHARS:
+        raise ApiError(400, f"input is over {MAX_SPEECH_CHARS} characters", "input")
+    voice = str(body.get("voice") or DEFAULT_VOICE)
+    if voice != DEFAULT_VOICE and voice not in OPENAI_VOICES:
+        raise ApiError(400, f"unknown voice {voice!r}; use {DEFAULT_VOICE!r}", "voice")
+    response_format = body.get("response_format", "wav")
+    if response_format != "wav":
+        raise ApiError(400, "response_format must be 'wav'", "response_format")
+    return text, voice
+
+
+def _voice_outage(exc: Exception) -> JSONResponse:
+    """503 with the friendly message: an open circuit or a failing engine."""
+    if isinstance(exc, CircuitOpen):
+        message = f"voice is temporarily unavailable; retry in {exc.retry_after_s:.0f} s"
+    elif isinstance(exc, DependencyError):
+        message = "voice is temporarily unavailable; please try again shortly"
+    else:
+        raise exc
+    body = {
+        "error": {"message": message, "type": "service_unavailable", "param": None, "code": None}
+    }
+    return JSONResponse(body, status_code=503)
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

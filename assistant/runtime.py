@@ -26,6 +26,9 @@ from assistant.answer_cache import AnswerCache
 from assistant.conversation import Assistant
 from assistant.sessions import SessionStore, redis_client
 from assistant.settings import AssistantSettings
+from assistant.voice.engines import RemoteSTT, RemoteTTS
+from assistant.voice.service import VoiceService
+from assistant.voice.worker import EngineWorker
 from rag.client import RagClient
 from resilience import BreakerMetrics, BreakerRegistry, Clock, HealthServer, Heartbeat
 
@@ -79,6 +82,7 @@ class Runtime:
             redis, breakers["redis"], ttl_s=settings.session_ttl_s, journal_dir=settings.data_dir
         )
         cache = AnswerCache(redis, breakers["redis"], ttl_s=settings.answer_cache_ttl_s)
+        voice = voice_service(settings, breakers)
         assistant = Assistant(
             rag=rag,
             sessions=sessions,
@@ -87,19 +91,29 @@ class Runtime:
             max_message_chars=settings.max_message_chars,
             history_turns=settings.history_turns,
             top_k=settings.top_k,
+            voice=voice,
+            max_audio_seconds=settings.max_audio_seconds,
         )
         return cls(
             settings, breakers, metrics, heartbeat, health, redis, rag, sessions, cache, assistant
         )
 
     async def start(self) -> None:
-        """Open the health port, start the heartbeat and the session journal's replay."""
+        """Open the health port, start the heartbeat, the journal's replay and the voice."""
         self.health.start()
         self.heartbeat.start()
         await self.sessions.start()
+        voice = self.assistant.voice
+        if voice is not None:
+            try:
+                await voice.start()
+            except Exception as exc:  # voice is optional: its breaker takes it from here
+                logger.error("voice engines did not start, voice is unavailable: %s", exc)
 
     async def stop(self) -> None:
         """Stop everything ``start`` started and close the connection pools."""
+        if self.assistant.voice is not None:
+            await self.assistant.voice.stop()
         await self.sessions.stop()
         self.heartbeat.stop()
         self.health.stop()
@@ -126,6 +140,27 @@ def _process_state() -> _ProcessState:
 
 
 _PROCESS = "nova_process_state"
+
+
+def voice_service(settings: AssistantSettings, breakers: BreakerRegistry) -> VoiceService | None:
+    """Local engines in a worker process, or remote servers where their URLs are set."""
+    if not settings.voice_enabled:
+        return None
+    timeout = breakers["voice_processing"].config.timeout or 20.0
+    remote_stt = (
+        RemoteSTT(settings.stt_base_url, timeout=timeout) if settings.stt_base_url else None
+    )
+    remote_tts = (
+        RemoteTTS(settings.tts_base_url, timeout=timeout) if settings.tts_base_url else None
+    )
+    worker = None
+    if remote_stt is None or remote_tts is None:
+        worker = EngineWorker(
+            settings.stt_model_dir, settings.tts_voice_path, threads=settings.voice_threads
+        )
+    return VoiceService(
+        breakers["voice_processing"], worker, remote_stt=remote_stt, remote_tts=remote_tts
+    )
 
 
 async def get_runtime(settings: AssistantSettings | None = None) -> Runtime:

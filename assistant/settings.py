@@ -34,6 +34,14 @@ class AssistantSettings(ResilienceSettings):
     session_ttl_s: PositiveInt = 30 * 24 * 3600
     answer_cache_ttl_s: PositiveInt = 3600
     top_k: PositiveInt = 4
+    voice_enabled: bool = True
+    voice_threads: PositiveInt | None = None
+    stt_beam_size: PositiveInt = 5
+    max_audio_seconds: PositiveFloat = 60.0
+    stt_model_dir: Path | None = None
+    tts_voice_path: Path | None = None
+    stt_base_url: str | None = None
+    tts_base_url: str | None = None
 
     def app_breakers(self) -> tuple[BreakerConfig, ...]:
         """The breakers the app itself uses (not the knowledge service's ``llm``)."""

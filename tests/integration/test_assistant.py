@@ -43,6 +43,7 @@ async def runtime(redis_server, rag, tmp_path, clock):
         rag_url=rag.url,
         data_dir=tmp_path / "nova",
         health_port=0,
+        voice_enabled=False,  # voice turns have their own tests
     )
     runtime = Runtime.build(settings, clock=clock)
     await runtime.start()

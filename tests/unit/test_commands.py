@@ -7,6 +7,7 @@ import pytest
 from assistant.commands import COMMANDS, Commands, health_table
 from assistant.openai_api import ApiError, _question
 from assistant.reply import Reply
+from assistant.voice.prefs import VoicePrefsStore
 from resilience import DEFAULT_BREAKERS, BreakerRegistry
 
 pytestmark = pytest.mark.unit
@@ -69,7 +70,23 @@ async def test_help_lists_every_command_and_unknown_ones_point_to_help(commands)
     text = (await commands.run("s", "/HELP")).text
     assert all(f"`/{name}`" in text for name in COMMANDS)
     assert "`/help`" in (await commands.run("s", "/teleport now")).text
-    assert "not available" in (await commands.run("s", "/voice on")).text
+    assert "switched off" in (await commands.run("s", "/voice on")).text
+
+
+async def test_voice_commands_set_this_sessions_voice_preferences(breakers, cleared):
+    prefs = VoicePrefsStore()
+
+    async def clear(session: str) -> None:
+        cleared.append(session)
+
+    commands = Commands(breakers, clear, prefs)
+    assert "Spoken replies: **off**" in (await commands.run("a", "/voice off")).text
+    assert prefs.get("a").spoken_replies is False
+    assert prefs.get("b").spoken_replies is True
+    reply = await commands.run("a", "/voice wake on")
+    assert "Wake word (*Hey Nova*): **on**" in reply.text
+    assert "Voice engines: available" in reply.text
+    assert "`/voice wake on|off`" in (await commands.run("a", "/voice loud")).text
 
 
 @pytest.mark.parametrize(

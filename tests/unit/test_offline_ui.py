@@ -155,7 +155,7 @@ def test_config_points_chainlit_at_the_offline_build():
     assert config["features"]["latex"] is False
     assert config["features"]["unsafe_allow_html"] is False
     assert config["features"]["spontaneous_file_upload"]["enabled"] is False
-    assert config["features"]["audio"] == {"enabled": False, "sample_rate": 24000}
+    assert config["features"]["audio"] == {"enabled": True, "sample_rate": 24000}
     assert config["project"]["user_env"] == []
     assert not Path(config["UI"]["custom_build"]).is_absolute()
     # the served page must not name outside hosts either (Chainlit's defaults do)
