@@ -107,8 +107,7 @@ def offline():
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory) -> dict[str, bytes]:
     """Each question as a WAV file spoken by espeak-ng."""
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed")
+    assert ESPEAK, "espeak-ng is needed to speak the test questions (apt-get install espeak-ng)"
     folder = tmp_path_factory.mktemp("espeak")
     recordings = {}
     for i, question in enumerate(QUESTIONS):
