@@ -53,6 +53,7 @@ bench: $(STAMP)  ## print breaker overhead, retrieval quality and RAG latency fi
 	$(BIN)/python bench/breaker_overhead.py
 	$(BIN)/python bench/rag_eval.py
 	$(BIN)/python bench/rag_latency.py
+	$(BIN)/python bench/voice.py
 
 clean:  ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

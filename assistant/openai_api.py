@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Request, UploadFile
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.datastructures import UploadFile
 
 from assistant.conversation import Assistant
 from assistant.reply import Reply
@@ -96,12 +97,14 @@ def openai_router(assistant: Callable[[], Assistant]) -> APIRouter:
         )
 
     @router.post("/audio/transcriptions", response_model=None)
-    async def transcriptions(request: Request) -> JSONResponse:
+    async def transcriptions(request: Request) -> Response:
         try:
             form = await request.form()
         except Exception as exc:  # python-multipart's parse errors have no common base
             return ApiError(400, f"send multipart/form-data with a file: {exc}").response()
         upload = form.get("file")
+        # Starlette's UploadFile, what ``request.form()`` returns: FastAPI's is a subclass
+        # that a parsed upload is never an instance of.
         if not isinstance(upload, UploadFile):
             return ApiError(
                 400, "the form needs an audio file in the field 'file'", "file"
@@ -113,6 +116,8 @@ def openai_router(assistant: Callable[[], Assistant]) -> APIRouter:
             return ApiError(400, str(exc), "file").response()
         except Exception as exc:
             return _voice_outage(exc)
+        if form.get("response_format") == "text":
+            return PlainTextResponse(text)
         return JSONResponse({"text": text})
 
     @router.post("/audio/speech", response_model=None)

@@ -156,7 +156,10 @@ def voice_service(settings: AssistantSettings, breakers: BreakerRegistry) -> Voi
     worker = None
     if remote_stt is None or remote_tts is None:
         worker = EngineWorker(
-            settings.stt_model_dir, settings.tts_voice_path, threads=settings.voice_threads
+            settings.stt_model_dir,
+            settings.tts_voice_path,
+            threads=settings.voice_threads,
+            beam_size=settings.stt_beam_size,
         )
     return VoiceService(
         breakers["voice_processing"], worker, remote_stt=remote_stt, remote_tts=remote_tts

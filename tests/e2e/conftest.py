@@ -293,3 +293,54 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_sep("-", "e2e screenshots")
         for path in SCREENSHOTS:
             terminalreporter.write_line(str(path))
+
+
+# --- Voice: questions spoken by espeak-ng, and word error rate ------------------------------
+# (Used by test_voice_socket.py, test_voice_api.py and test_voice_browser.py.)
+
+ESPEAK = shutil.which("espeak-ng") or "/usr/bin/espeak-ng"
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference's length, ignoring case and punctuation."""
+    ref = "".join(c if c.isalnum() or c == "'" else " " for c in reference.lower()).split()
+    hyp = "".join(c if c.isalnum() or c == "'" else " " for c in hypothesis.lower()).split()
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1] / max(1, len(ref))
+
+
+@pytest.fixture(scope="session")
+def wer() -> Callable[[str, str], float]:
+    """``wer(reference, hypothesis)``: the word error rate of a transcript."""
+    return word_error_rate
+
+
+@pytest.fixture(scope="session")
+def espeak(tmp_path_factory) -> Callable[[str], bytes]:
+    """``espeak(text)``: ``text`` spoken by espeak-ng (en-us, 150 wpm) as a WAV file's bytes.
+
+    espeak-ng writes mono PCM16 at 22,050 Hz. It is a different synthesiser from Nova's
+    Piper voice, so recognition is not graded on audio of the kind it speaks itself.
+    """
+    if not Path(ESPEAK).is_file():
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    folder = tmp_path_factory.mktemp("espeak")
+    spoken: dict[str, bytes] = {}
+
+    def speak(text: str) -> bytes:
+        if text not in spoken:
+            path = folder / f"speech-{len(spoken)}.wav"
+            subprocess.run(
+                [ESPEAK, "-v", "en-us", "-s", "150", "-w", str(path), text],
+                check=True,
+                timeout=30,
+                stdout=subprocess.DEVNULL,
+            )
+            spoken[text] = path.read_bytes()
+        return spoken[text]
+
+    return speak
