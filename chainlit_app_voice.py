@@ -7,8 +7,12 @@ reloading this file neither binds the health port twice nor splits breaker state
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import chainlit as cl
 import numpy as np
+from chainlit.input_widget import InputWidget, Switch
 
 from assistant.commands import COMMANDS
 from assistant.conversation import Assistant
@@ -26,8 +30,7 @@ ICONS = {"help": "circle-help", "health": "activity", "session": "eraser", "voic
 
 @cl.on_chat_start
 async def start() -> None:
-    """Greet with example questions and offer the slash commands in the menu."""
-    await get_runtime()
+    """Greet with example questions and offer the slash commands and voice settings."""
     await cl.context.emitter.set_commands(
         [
             {
@@ -41,6 +44,13 @@ async def start() -> None:
             for name, text in COMMANDS.items()
         ]
     )
+    runtime = await get_runtime()
+    if runtime.assistant.voice is not None:
+        prefs = runtime.assistant.voice_prefs.get(cl.context.session.id)
+        switch: list[InputWidget] = [
+            Switch(id="spoken_replies", label="Spoken replies", initial=prefs.spoken_replies)
+        ]
+        await cl.ChatSettings(switch).send()
     examples = "\n".join(f"- *{question}*" for question in EXAMPLES)
     await cl.Message(
         content=(
@@ -52,13 +62,32 @@ async def start() -> None:
 
 @cl.on_message
 async def message(incoming: cl.Message) -> None:
-    """Answer one message: stream the text, then attach its sources."""
+    """Answer one message (or the recordings attached to it), then attach its sources."""
+    runtime = await get_runtime()
+    session = cl.context.session.id
+    recordings = [
+        element
+        for element in incoming.elements or []
+        if (element.mime or "").startswith(("audio/", "video/webm")) and element.path
+    ]
+    for element in recordings:
+        audio = await asyncio.to_thread(Path(str(element.path)).read_bytes)
+        await answer_voice(runtime.assistant, session, audio, mime=element.mime)
+    if recordings and not incoming.content.strip():
+        return
     text = incoming.content
     if incoming.command:
         text = f"/{incoming.command} {text}".strip()
-    runtime = await get_runtime()
-    reply = await runtime.assistant.turn(cl.context.session.id, text)
+    reply = await runtime.assistant.turn(session, text)
     await render(reply)
+
+
+@cl.on_settings_update
+async def settings_update(settings: dict[str, object]) -> None:
+    """The chat-settings switch for spoken replies."""
+    runtime = await get_runtime()
+    prefs = runtime.assistant.voice_prefs.get(cl.context.session.id)
+    prefs.spoken_replies = bool(settings.get("spoken_replies", True))
 
 
 async def render(reply: Reply) -> cl.Message:
@@ -111,21 +140,31 @@ async def audio_chunk(chunk: cl.InputAudioChunk) -> None:
 
 @cl.on_audio_end
 async def audio_end() -> None:
-    """Transcribe what was said, show it as the user's message, answer and speak."""
+    """Answer what was said into the microphone."""
     buffer = cl.user_session.get("audio")
     cl.user_session.set("audio", None)
     runtime = await get_runtime()
-    session = cl.context.session.id
-    turn = await runtime.assistant.voice_turn(
-        session, bytes(buffer or b""), pcm16_rate=CHAINLIT_RATE
-    )
+    audio = bytes(buffer or b"")
+    await answer_voice(runtime.assistant, cl.context.session.id, audio, pcm16_rate=CHAINLIT_RATE)
+
+
+async def answer_voice(
+    assistant: Assistant,
+    session: str,
+    audio: bytes,
+    *,
+    mime: str | None = None,
+    pcm16_rate: int | None = None,
+) -> None:
+    """Transcribe, show the transcript as the user's message, answer and speak."""
+    turn = await assistant.voice_turn(session, audio, mime=mime, pcm16_rate=pcm16_rate)
     if turn.transcript:
         await cl.Message(content=turn.transcript, author="You", type="user_message").send()
     if turn.reply is None:
         return
     message = await render(turn.reply)
     if turn.transcript and not turn.reply.degraded:
-        await speak(runtime.assistant, session, turn.reply.text, message)
+        await speak(assistant, session, turn.reply.text, message)
 
 
 async def speak(assistant: Assistant, session: str, text: str, message: cl.Message) -> None:

@@ -73,6 +73,7 @@ class Assistant:
         top_k: int = 4,
         voice: VoiceService | None = None,
         max_audio_seconds: float = MAX_SECONDS,
+        voice_prefs: VoicePrefsStore | None = None,
     ) -> None:
         self.rag = rag
         self.sessions = sessions
@@ -83,7 +84,7 @@ class Assistant:
         self.history_turns = history_turns
         self.top_k = top_k
         self.voice = voice
-        self.voice_prefs = VoicePrefsStore()
+        self.voice_prefs = voice_prefs or VoicePrefsStore()
         self._pending_notice: set[str] = set()
         self.max_audio_seconds = max_audio_seconds
         self.commands = Commands(

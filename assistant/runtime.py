@@ -27,6 +27,7 @@ from assistant.conversation import Assistant
 from assistant.sessions import SessionStore, redis_client
 from assistant.settings import AssistantSettings
 from assistant.voice.engines import RemoteSTT, RemoteTTS
+from assistant.voice.prefs import VoicePrefsStore
 from assistant.voice.service import VoiceService
 from assistant.voice.worker import EngineWorker
 from rag.client import RagClient
@@ -93,6 +94,7 @@ class Runtime:
             top_k=settings.top_k,
             voice=voice,
             max_audio_seconds=settings.max_audio_seconds,
+            voice_prefs=VoicePrefsStore(wake_word=settings.voice_wake_word),
         )
         return cls(
             settings, breakers, metrics, heartbeat, health, redis, rag, sessions, cache, assistant

@@ -37,6 +37,7 @@ class AssistantSettings(ResilienceSettings):
     voice_enabled: bool = True
     voice_threads: PositiveInt | None = None
     stt_beam_size: PositiveInt = 5
+    voice_wake_word: bool = False
     max_audio_seconds: PositiveFloat = 60.0
     stt_model_dir: Path | None = None
     tts_voice_path: Path | None = None

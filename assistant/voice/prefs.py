@@ -24,15 +24,16 @@ class VoicePrefs:
 class VoicePrefsStore:
     """Voice settings by session, for the most recent ``max_sessions`` sessions."""
 
-    def __init__(self, max_sessions: int = 1000) -> None:
+    def __init__(self, max_sessions: int = 1000, *, wake_word: bool = False) -> None:
         self._prefs: OrderedDict[str, VoicePrefs] = OrderedDict()
         self._max = max_sessions
+        self._wake_word = wake_word
 
     def get(self, session_id: str) -> VoicePrefs:
         """The session's settings (defaults for a new one)."""
         prefs = self._prefs.get(session_id)
         if prefs is None:
-            prefs = self._prefs[session_id] = VoicePrefs()
+            prefs = self._prefs[session_id] = VoicePrefs(wake_word=self._wake_word)
             while len(self._prefs) > self._max:
                 self._prefs.popitem(last=False)
         self._prefs.move_to_end(session_id)

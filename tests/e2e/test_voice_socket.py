@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+import uuid
 import wave
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -242,3 +244,42 @@ async def test_a_session_with_spoken_replies_off_gets_text_only(nova_app, voice,
     assert turn.named("audio_chunk") == []
     assert first_audio is None
     assert [e for e in turn.named("element") if e["type"] == "audio"] == []
+
+
+async def test_an_attached_recording_is_answered_as_if_spoken(nova_app, voice, espeak, wer):
+    """A WAV attached to a message (the upload button) goes the same way as the mic."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        uploaded = await http.post(
+            f"{nova_app.url}/project/file",
+            params={"session_id": voice.session_id},
+            files={"file": ("question.wav", espeak(QUESTION), "audio/wav")},
+        )
+    assert uploaded.status_code == 200, uploaded.text
+    message = {
+        "id": str(uuid.uuid4()),
+        "threadId": "",
+        "name": "User",
+        "type": "user_message",
+        "output": "",
+        "createdAt": datetime.now(UTC).isoformat(),
+        "metadata": {},
+    }
+    await voice.sio.emit(
+        "client_message", {"message": message, "fileReferences": [{"id": uploaded.json()["id"]}]}
+    )
+    turn = await voice._exchange()
+    heard = user_messages(turn)
+    assert heard
+    assert wer(QUESTION, str(heard[0]["output"])) <= MAX_WER
+    assert turn.text.startswith(nova_app.rag_answer(str(heard[0]["output"])))
+    assert [e for e in turn.named("element") if e["type"] == "audio"]
+
+
+async def test_the_settings_switch_turns_spoken_replies_off(nova_app, voice, espeak):
+    await voice.sio.emit("chat_settings_change", {"spoken_replies": False})
+    await asyncio.sleep(0.5)  # no reply event: give the handler a moment to run
+    await voice.start_audio()
+    turn, first_audio = await voice.say(pcm16_24k(espeak(QUESTION)))
+    assert user_messages(turn)
+    assert turn.named("audio_chunk") == []
+    assert first_audio is None

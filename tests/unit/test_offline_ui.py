@@ -154,7 +154,9 @@ def test_config_points_chainlit_at_the_offline_build():
     assert config["UI"]["name"] == "Nova"
     assert config["features"]["latex"] is False
     assert config["features"]["unsafe_allow_html"] is False
-    assert config["features"]["spontaneous_file_upload"]["enabled"] is False
+    upload = config["features"]["spontaneous_file_upload"]
+    assert upload["enabled"] is True
+    assert all(kind.startswith(("audio/", "video/webm")) for kind in upload["accept"])
     assert config["features"]["audio"] == {"enabled": True, "sample_rate": 24000}
     assert config["project"]["user_env"] == []
     assert not Path(config["UI"]["custom_build"]).is_absolute()
