@@ -5,9 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export NOVA_RAG_DATA_DIR ?= .nova/rag
 SHELL  := bash
+STACK   = if [ -x $(BIN)/python ]; then $(BIN)/python deploy/local_stack.py $@; \
+          else echo "make up has not run in this checkout"; fi
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up ingest test lint format bench clean
+.PHONY: help venv up down status logs ingest test lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -21,18 +23,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install Nova with its pinned dependencies
 
-up: $(STAMP)  ## index knowledge/ on first run, then serve the chat UI (8000), health (8001), RAG (8002)
-	@test -f $(NOVA_RAG_DATA_DIR)/CURRENT || $(BIN)/python -m rag ingest knowledge/
-	@$(BIN)/python -m assistant.offline_ui .nova/chainlit-frontend
-	@trap 'kill 0' EXIT; \
-	if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then \
-	  if command -v redis-server >/dev/null; then \
-	    redis-server --port 6379 --bind 127.0.0.1 --dir .nova --appendonly yes --save "" & \
-	  else echo "No Redis on 127.0.0.1:6379: conversations stay in memory until one answers."; fi; \
-	fi; \
-	$(BIN)/python -m rag serve & \
-	$(BIN)/python -m assistant & \
-	wait -n
+up: $(STAMP)  ## start Redis, the RAG service (indexing knowledge/ on first run) and the app; wait until healthy
+	@$(BIN)/python deploy/local_stack.py up
+
+down:  ## stop what make up started, and nothing else
+	@$(STACK)
+
+status:  ## print every breaker's state from the app's /health
+	@$(STACK)
+
+logs:  ## follow the services' logs
+	@$(STACK)
 
 ingest: $(STAMP)  ## re-index knowledge/ (and any PATHS=...) after editing documents
 	$(BIN)/python -m rag ingest knowledge/ $(PATHS)
