@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from assistant.answer_cache import AnswerCache
 from assistant.commands import Commands
+from assistant.metrics import ReplyMetrics
 from assistant.reply import Reply
 from assistant.sessions import SessionStore
 from assistant.voice.audio import MAX_SECONDS, AudioRejected, decode, from_pcm16, prepare
@@ -74,6 +75,7 @@ class Assistant:
         voice: VoiceService | None = None,
         max_audio_seconds: float = MAX_SECONDS,
         voice_prefs: VoicePrefsStore | None = None,
+        metrics: ReplyMetrics | None = None,
     ) -> None:
         self.rag = rag
         self.sessions = sessions
@@ -85,6 +87,7 @@ class Assistant:
         self.top_k = top_k
         self.voice = voice
         self.voice_prefs = voice_prefs or VoicePrefsStore()
+        self.metrics = metrics
         self._pending_notice: set[str] = set()
         self.max_audio_seconds = max_audio_seconds
         self.commands = Commands(
@@ -253,6 +256,8 @@ class Assistant:
         )
 
     def _stamp(self, reply: Reply) -> Reply:
-        """Attach every breaker's state as the turn ends."""
+        """Attach every breaker's state as the turn ends, and count the reply."""
+        if self.metrics is not None:
+            self.metrics.count(reply)
         reply.breakers.update({name: s.state.value for name, s in self.breakers.statuses().items()})
         return reply

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from assistant.answer_cache import AnswerCache
 from assistant.conversation import Assistant
+from assistant.metrics import ReplyMetrics
 from assistant.sessions import SessionStore, redis_client
 from assistant.settings import AssistantSettings
 from assistant.voice.engines import RemoteSTT, RemoteTTS
@@ -95,6 +96,7 @@ class Runtime:
             voice=voice,
             max_audio_seconds=settings.max_audio_seconds,
             voice_prefs=VoicePrefsStore(wake_word=settings.voice_wake_word),
+            metrics=ReplyMetrics(metrics.registry),
         )
         return cls(
             settings, breakers, metrics, heartbeat, health, redis, rag, sessions, cache, assistant

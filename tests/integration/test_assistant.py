@@ -151,6 +151,9 @@ async def test_a_stopped_rag_service_gets_the_degraded_reply(runtime, rag):
     assert "automatically recovering" in reply.text
     assert reply.notice
     assert "Traceback" not in reply.text
+    replies = runtime.metrics.registry.get_sample_value
+    assert replies("nova_replies_total", {"fallback_source": "degraded_message"}) == 1
+    assert replies("nova_replies_total", {"fallback_source": "none"}) == 0
 
 
 async def test_a_cached_answer_is_served_while_the_rag_service_is_down(runtime, rag):

@@ -1,0 +1,63 @@
+"""The alert rules, unit-tested by promtool, and /metrics as promtool's linter reads it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from assistant.metrics import ReplyMetrics
+from assistant.reply import Reply
+from resilience import DEFAULT_BREAKERS, BreakerMetrics, BreakerRegistry, HealthServer
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "deploy" / "prometheus"
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.fixture
+def promtool() -> str:
+    assert PROMTOOL, "promtool is needed (apt-get install prometheus)"
+    return PROMTOOL
+
+
+def test_the_alert_rules_pass_their_unit_tests(promtool):
+    result = subprocess.run(
+        [promtool, "test", "rules", "alerts.test.yml"],
+        cwd=RULES,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_metrics_pass_promtool_check_metrics(promtool, clock):
+    metrics = BreakerMetrics(CollectorRegistry())
+    breakers = BreakerRegistry(DEFAULT_BREAKERS, metrics=metrics, clock=clock)
+    replies = ReplyMetrics(metrics.registry)
+    replies.count(Reply("an answer"))
+    replies.count(Reply("sorry", degraded=True, fallback_source="degraded_message"))
+
+    def fail() -> None:
+        raise ConnectionError("refused")
+
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            breakers["rag_api"].call(fail)
+    with HealthServer(breakers, metrics.registry, port=0) as server:
+        text = httpx.get(server.url + "/metrics", timeout=5).text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'nova_replies_total{fallback_source="degraded_message"} 1.0' in text
+    assert 'circuit_breaker_state{name="rag_api"} 1.0' in text
