@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import faiss
 import httpx
 import numpy as np
 import numpy.typing as npt
+from processes import free_port, stop
 
 from rag.retrieval import bm25_tokens
 from rag.store import HNSW_ABOVE, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
@@ -186,22 +186,6 @@ def ingest_knowledge(data_dir: Path) -> Built:
 
 
 # -- 2. service latency -----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextlib.contextmanager

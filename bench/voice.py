@@ -58,12 +58,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import numpy.typing as npt
+from processes import free_port, stop
 
 from assistant.runtime import Runtime
 from assistant.settings import AssistantSettings
 from assistant.voice.audio import STT_RATE, decode, prepare
 from assistant.voice.engines import PiperTTS, WhisperSTT, default_thread_count, split_sentences
 from assistant.voice.service import VoiceService
+from assistant.voice.transcripts import transcript_words, word_error_rate
 from assistant.voice.worker import EngineWorker, WorkerLoad
 from resilience import DEFAULT_BREAKERS, BreakerRegistry
 
@@ -222,22 +224,6 @@ def make_clip(label: str, text: str, folder: Path) -> Clip:
     return Clip(label, text, wav, prepare(decode(wav, "audio/wav")))
 
 
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level Levenshtein distance over the reference length."""
-    ref, hyp = words(reference), words(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1] / max(1, len(ref))
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
-
-
 # -- 1. engine load ---------------------------------------------------------------------
 
 
@@ -334,7 +320,7 @@ def rtf(cell: SttCell, clip: Clip) -> float:
 
 
 def mean_wer(cell: SttCell, clip: Clip) -> float:
-    return statistics.fmean(wer(clip.text, text) for text in cell.transcripts)
+    return statistics.fmean(word_error_rate(clip.text, text) for text in cell.transcripts)
 
 
 def verdict(ok: bool) -> str:
@@ -367,7 +353,7 @@ def report_stt(
             for beam in BEAMS:
                 cell = cells[(clip.label, path, beam)]
                 print(
-                    f"{clip.label:<8}{clip.seconds:>9.2f}{len(words(clip.text)):>7}  "
+                    f"{clip.label:<8}{clip.seconds:>9.2f}{len(transcript_words(clip.text)):>7}  "
                     f"{path:<12}{beam:>5}{median(cell.seconds):>10.3f}{min(cell.seconds):>8.3f}"
                     f"{rtf(cell, clip):>7.3f}{mean_wer(cell, clip):>7.2f}"
                 )
@@ -376,7 +362,7 @@ def report_stt(
         for clip in clips
         for beam in BEAMS
         for text in dict.fromkeys(cells[(clip.label, IN_PROCESS, beam)].transcripts)
-        if wer(clip.text, text) > 0
+        if word_error_rate(clip.text, text) > 0
     ]
     print()
     if misheard:
@@ -457,7 +443,8 @@ def report_tts(figures: TtsFigures, settings: Settings) -> None:
     sentences = split_sentences(REPLY_4)
     print()
     print(
-        f"{len(sentences)}-sentence reply ({len(words(REPLY_4))} words, knowledge/nova-voice.md) "
+        f"{len(sentences)}-sentence reply ({len(transcript_words(REPLY_4))} words, "
+        "knowledge/nova-voice.md) "
         "through VoiceService.speak"
     )
     print("(voice_processing breaker + EngineWorker, one sentence synthesised per chunk)")
@@ -480,22 +467,6 @@ def report_tts(figures: TtsFigures, settings: Settings) -> None:
 
 
 # -- 4. end-to-end voice turn -----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def redis_ping(port: int) -> bool:
@@ -672,7 +643,7 @@ def report_turns(
     for i, runs in enumerate(results, 1):
         to_audio = [t + f for t, f in zip(runs.turn, runs.first_chunk, strict=True)]
         total = [t + s for t, s in zip(runs.turn, runs.speech, strict=True)]
-        error = statistics.fmean(wer(runs.question, text) for text in runs.transcripts)
+        error = statistics.fmean(word_error_rate(runs.question, text) for text in runs.transcripts)
         answer = ",".join(dict.fromkeys(runs.sources))
         print(
             f"{'q' + str(i):<4}{runs.input_seconds:>6.2f}{median(runs.turn):>8.3f}"
@@ -686,7 +657,7 @@ def report_turns(
         (i, text)
         for i, runs in enumerate(results, 1)
         for text in dict.fromkeys(runs.transcripts)
-        if wer(runs.question, text) > 0
+        if word_error_rate(runs.question, text) > 0
     ]
     for i, text in heard:
         print(f'  q{i} heard as "{text}"')

@@ -34,6 +34,7 @@ import pytest
 import redis
 
 from assistant.offline_ui import build_offline_frontend
+from assistant.voice.transcripts import word_error_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("nova-voice.md", "ops-circuit-breakers.md", "nova-getting-started.md")
@@ -299,18 +300,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
 # (Used by test_voice_socket.py, test_voice_api.py and test_voice_browser.py.)
 
 ESPEAK = shutil.which("espeak-ng") or "/usr/bin/espeak-ng"
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level edit distance over the reference's length, ignoring case and punctuation."""
-    ref = "".join(c if c.isalnum() or c == "'" else " " for c in reference.lower()).split()
-    hyp = "".join(c if c.isalnum() or c == "'" else " " for c in hypothesis.lower()).split()
-    row = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, other in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
-    return row[-1] / max(1, len(ref))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -40,6 +39,7 @@ from assistant.voice.engines import (
     default_whisper_dir,
     split_sentences,
 )
+from assistant.voice.transcripts import word_error_rate as wer
 from assistant.voice.worker import EngineWorker
 from resilience import CallerError, DependencyError
 
@@ -69,22 +69,6 @@ ROUND_TRIP = [
 #: Mean over the sentences; Piper's audio varies run to run and tiny.en sometimes
 #: hears "Nova" as "know of it".
 MAX_ROUND_TRIP_WER = 0.25
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level Levenshtein distance over the reference length."""
-    ref, hyp = _words(reference), _words(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1] / max(1, len(ref))
-
-
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
 
 
 def test_wer_helper():

@@ -15,6 +15,7 @@ from assistant.runtime import Runtime
 from assistant.settings import AssistantSettings
 from assistant.voice.audio import STT_RATE, decode, resample, to_pcm16, to_wav
 from assistant.voice.service import VoiceService
+from assistant.voice.transcripts import word_error_rate as wer
 from assistant.voice.worker import EngineWorker
 from resilience import State
 
@@ -59,17 +60,6 @@ class ScriptedTTS:
 
 def scripted_engines(mode: str) -> tuple[ScriptedSTT, ScriptedTTS]:
     return ScriptedSTT(mode), ScriptedTTS(mode)
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref = "".join(c if c.isalnum() else " " for c in reference.lower()).split()
-    hyp = "".join(c if c.isalnum() else " " for c in hypothesis.lower()).split()
-    row = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, other in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
-    return row[-1] / len(ref)
 
 
 @pytest.fixture(scope="module")
