@@ -314,6 +314,14 @@ class RedisServer:
         return self.start()
 
 
+@pytest.fixture(scope="module")
+def module_redis_server(tmp_path_factory):
+    """A redis-server shared by one test module, for suites that run an app around it."""
+    server = RedisServer(_free_port(), tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.kill()
+
+
 @pytest.fixture
 def redis_server(tmp_path_factory, free_port):
     """A running redis-server on a free port (never the machine's 6379); killed after."""

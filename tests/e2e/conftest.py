@@ -38,7 +38,6 @@ from assistant.voice.transcripts import word_error_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("nova-voice.md", "ops-circuit-breakers.md", "nova-getting-started.md")
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 #: Screenshots saved by the browser tests, listed at the end of the run.
 SCREENSHOTS: list[Path] = []
@@ -67,10 +66,10 @@ def _wait_until(
     raise RuntimeError(f"{what} was not ready within {timeout} s:\n{log.read_text()}")
 
 
-def _stop(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
     if process is None or process.poll() is not None:
         return
-    process.send_signal(sig)
+    process.terminate()
     try:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -79,51 +78,17 @@ def _stop(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) ->
 
 
 @dataclass
-class RedisProcess:
-    """A redis-server for one test module, on a free port, holding nothing on disk."""
-
-    workdir: Path
-    port: int = field(default_factory=_free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def start(self) -> RedisProcess:
-        log = self.workdir / "redis.log"
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
-        args += ["--logfile", str(log)]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        log.touch()
-        _wait_until(self.ping, "redis-server", self.process, log, timeout=10)
-        return self
-
-    def stop(self) -> None:
-        _stop(self.process, signal.SIGKILL)
-        self.process = None
-
-
-@dataclass
 class NovaApp:
     """``python -m assistant`` on free ports, with the knowledge service it talks to.
 
-    ``rag`` is the ``ServiceProcess`` from ``tests/conftest.py``'s ``rag_service``.
+    ``redis`` is the ``RedisServer`` and ``rag`` the ``ServiceProcess`` from
+    ``tests/conftest.py``'s ``module_redis_server`` and ``rag_service``.
     """
 
     root: Path
     data_dir: Path
     log: Path
-    redis: RedisProcess
+    redis: Any
     rag: Any
     ui_port: int = field(default_factory=_free_port)
     health_port: int = field(default_factory=_free_port)
@@ -228,7 +193,9 @@ def e2e_index(tmp_path_factory, rag_ingest) -> Path:
 
 
 @pytest.fixture(scope="module")
-def nova_app(tmp_path_factory, offline_frontend, e2e_index, rag_service) -> Iterator[NovaApp]:
+def nova_app(
+    tmp_path_factory, offline_frontend, e2e_index, rag_service, module_redis_server
+) -> Iterator[NovaApp]:
     """The running app, its Redis and its knowledge service, for one test module."""
     base = tmp_path_factory.mktemp("nova-app")
     root = base / "app-root"
@@ -236,23 +203,21 @@ def nova_app(tmp_path_factory, offline_frontend, e2e_index, rag_service) -> Iter
     shutil.copy2(ROOT / ".chainlit" / "config.toml", root / ".chainlit" / "config.toml")
     shutil.copy2(ROOT / "chainlit.md", root / "chainlit.md")
     shutil.copytree(offline_frontend, root / ".nova" / "chainlit-frontend")
-    (base / "redis").mkdir()
 
-    redis_server = RedisProcess(base / "redis")
+    rag = rag_service(e2e_index).start()  # rag_service stops it at the latest
+    app = NovaApp(
+        root=root,
+        data_dir=base / "data",
+        log=base / "app.log",
+        redis=module_redis_server,
+        rag=rag,
+    )
     try:
-        redis_server.start()
-        rag = rag_service(e2e_index).start()  # rag_service stops it at the latest
-        app = NovaApp(
-            root=root, data_dir=base / "data", log=base / "app.log", redis=redis_server, rag=rag
-        )
-        try:
-            app.start()
-            yield app
-        finally:
-            app.stop()
-            rag.stop()
+        app.start()
+        yield app
     finally:
-        redis_server.stop()
+        app.stop()
+        rag.stop()
 
 
 @pytest.fixture
