@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export NOVA_RAG_DATA_DIR ?= .nova/rag
 SHELL  := bash
-STACK   = if [ -x $(BIN)/python ]; then $(BIN)/python deploy/local_stack.py $@; \
+STACK   = if [ -x $(BIN)/python ]; then $(BIN)/python deploy/stack.py $@; \
           else echo "make up has not run in this checkout"; fi
 
 # Containers: `make up RUNTIME=podman` runs podman-compose.yml instead of local processes.
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)  ## create .venv and install Nova with its pinned dependencies
 
 up: $(STAMP) $(if $(filter podman,$(RUNTIME)),images)  ## start Redis, the RAG service and the app (RUNTIME=podman: in containers); wait until healthy
-	@$(BIN)/python deploy/local_stack.py up --runtime $(RUNTIME)
+	@$(BIN)/python deploy/stack.py up --runtime $(RUNTIME)
 
 down:  ## stop what make up started, and nothing else
 	@$(STACK)

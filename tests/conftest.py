@@ -94,7 +94,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def free_port():
     """A function that returns a TCP port nobody listens on right now."""
     return _free_port

@@ -1,10 +1,16 @@
-"""``make up`` / ``down`` / ``status`` / ``logs`` for Nova as local processes.
+"""``make up`` / ``down`` / ``status`` / ``logs`` for Nova, as local processes or in podman.
 
-``up`` starts what is not already running (Redis unless one answers, the RAG service
-after indexing ``knowledge/`` on the first run, the app), each detached with its log in
-``.nova/logs`` and its pid in ``.nova/run``, waits until each answers its health check,
-and returns, naming whatever did not come up. ``down`` stops exactly the processes ``up``
-started. Ports and paths come from the same ``NOVA_*`` variables the services read.
+Local (the default): ``up`` starts what is not already running (Redis unless one answers,
+the RAG service after indexing ``knowledge/`` on the first run, the app), each detached
+with its log in ``.nova/logs`` and its pid in ``.nova/run``. ``down`` stops exactly the
+processes ``up`` started.
+
+Podman (``--runtime podman``): ``up`` runs ``podman-compose.yml`` and polls each
+container's own healthcheck; ``down`` removes the containers and keeps the volumes.
+
+Either way ``up`` waits until everything is healthy and returns, naming whatever did not
+come up; ``down``, ``status`` and ``logs`` act on the runtime ``up`` used. Ports and paths
+come from the same ``NOVA_*`` variables the services read.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("NOVA_DATA_DIR", ROOT / ".nova"))
 RUN, LOGS = STATE / "run", STATE / "logs"
+RUNTIME_FILE = RUN / "runtime"
 WAIT_S = float(os.environ.get("NOVA_UP_TIMEOUT_S", "90"))
 PYTHON = sys.executable
 
@@ -41,6 +49,7 @@ HEALTH_PORT = int(env("NOVA_HEALTH_PORT", "8001"))
 RAG_HOST, RAG_PORT = env("NOVA_RAG_HOST", "127.0.0.1"), int(env("NOVA_RAG_PORT", "8002"))
 RAG_DATA = Path(env("NOVA_RAG_DATA_DIR", str(STATE / "rag")))
 REDIS_URL = env("NOVA_REDIS_URL", "redis://127.0.0.1:6379/0")
+COMPOSE_PROJECT = env("COMPOSE_PROJECT_NAME", "nova")
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,10 @@ class Service:
         except (OSError, ValueError):
             return None
         return pid
+
+    def exited(self) -> bool:
+        """``up`` started it and it is gone."""
+        return self.pidfile.exists() and self.pid() is None
 
 
 def answers_http(url: str) -> Callable[[], bool]:
@@ -153,18 +166,31 @@ def start(service: Service) -> str:
     return f"{service.name}: starting ({service.url})"
 
 
-def wait(service: Service, deadline: float) -> bool:
-    """Whether ``service`` became ready before ``deadline`` (False at once if it exited)."""
+def wait(ready: Callable[[], bool], deadline: float, exited: Callable[[], bool]) -> bool:
+    """Whether ``ready()`` came true before ``deadline`` (False at once once ``exited()``)."""
     while time.monotonic() < deadline:
-        if service.ready():
+        if ready():
             return True
-        if service.pidfile.exists() and service.pid() is None:
-            return False  # it exited: its log says why
+        if exited():
+            return False  # its log says why
         time.sleep(0.2)
-    return service.ready()
+    return ready()
 
 
-def up() -> int:
+def report(failed: list[str], where: str) -> int:
+    """Print where Nova is, or what did not come up and where to look."""
+    if failed:
+        print(f"did not come up: {', '.join(failed)} (see {where})", file=sys.stderr)
+        return 1
+    print(f"Nova is up: open http://127.0.0.1:{UI_PORT}")
+    print(
+        f"health: http://127.0.0.1:{HEALTH_PORT}/health   metrics: http://127.0.0.1:{HEALTH_PORT}/metrics"
+    )
+    print("stop with: make down")
+    return 0
+
+
+def up_local() -> int:
     """Start what is missing, wait for each, print where everything is."""
     if not (RAG_DATA / "CURRENT").is_file():
         print("indexing knowledge/ (first run)...", flush=True)
@@ -179,21 +205,12 @@ def up() -> int:
         print(start(service), flush=True)
         if service.name == "redis" and not _can_start_redis() and not service.ready():
             continue
-        if not wait(service, time.monotonic() + WAIT_S):
+        if not wait(service.ready, time.monotonic() + WAIT_S, service.exited):
             failed.append(service.name)
-    if failed:
-        logs = ", ".join(str(LOGS / f"{name}.log") for name in failed)
-        print(f"did not come up: {', '.join(failed)} (see {logs})", file=sys.stderr)
-        return 1
-    print(f"Nova is up: open http://127.0.0.1:{UI_PORT}")
-    print(
-        f"health: http://127.0.0.1:{HEALTH_PORT}/health   metrics: http://127.0.0.1:{HEALTH_PORT}/metrics"
-    )
-    print("stop with: make down")
-    return 0
+    return report(failed, ", ".join(str(LOGS / f"{name}.log") for name in failed))
 
 
-def down() -> int:
+def down_local() -> int:
     """Stop the processes ``up`` started, and nothing else."""
     for service in reversed(services()):
         pid = service.pid()
@@ -225,13 +242,58 @@ def status() -> int:
     return 0
 
 
-def logs() -> int:
+def logs_local() -> int:
     """Follow every service's log."""
     files = sorted(LOGS.glob("*.log"))
     if not files:
         print("no logs yet: make up first", file=sys.stderr)
         return 1
     return subprocess.call(["tail", "-n", "20", "-F", *map(str, files)])
+
+
+def compose(*args: str) -> list[str]:
+    """A podman-compose command line for Nova's project (podman-compose is in the venv)."""
+    podman_compose = str(Path(PYTHON).parent / "podman-compose")
+    return [podman_compose, "--project-name", COMPOSE_PROJECT, "-f", "podman-compose.yml", *args]
+
+
+def container_healthy(service: str) -> Callable[[], bool]:
+    """A readiness check: the container's own healthcheck (from podman-compose.yml) passes."""
+    name = f"{COMPOSE_PROJECT}_{service}_1"
+
+    def check() -> bool:
+        run = subprocess.run(["podman", "healthcheck", "run", name], capture_output=True)
+        return run.returncode == 0
+
+    return check
+
+
+def up_podman() -> int:
+    """``podman-compose up -d``, then wait for each container's healthcheck."""
+    if shutil.which("podman") is None:
+        print("RUNTIME=podman needs podman: apt-get install podman", file=sys.stderr)
+        return 1
+    started = subprocess.run(compose("up", "-d"), cwd=ROOT, capture_output=True, text=True)
+    if started.returncode != 0:
+        print(f"podman-compose up failed:\n{started.stderr}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + WAIT_S
+    failed = []
+    for service in ("redis", "rag", "app"):
+        print(f"{service}: starting ({COMPOSE_PROJECT}_{service}_1)", flush=True)
+        if not wait(container_healthy(service), deadline, lambda: False):
+            failed.append(service)
+    return report(failed, f"podman logs {COMPOSE_PROJECT}_<service>_1")
+
+
+def down_podman() -> int:
+    """Remove the containers; the volumes (sessions, index) stay for the next ``up``."""
+    return subprocess.call(compose("down"), cwd=ROOT)
+
+
+def logs_podman() -> int:
+    """Follow the containers' logs."""
+    return subprocess.call(compose("logs", "-f", "--tail", "20"), cwd=ROOT)
 
 
 def _can_start_redis() -> bool:
@@ -241,12 +303,32 @@ def _can_start_redis() -> bool:
     return local and any(Path(d, "redis-server").is_file() for d in path)
 
 
+RUNTIMES: dict[str, dict[str, Callable[[], int]]] = {
+    "local": {"up": up_local, "down": down_local, "status": status, "logs": logs_local},
+    "podman": {"up": up_podman, "down": down_podman, "status": status, "logs": logs_podman},
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``up``, ``down``, ``status`` or ``logs``."""
+    """``up [--runtime local|podman]``, ``down``, ``status`` or ``logs``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("command", choices=["up", "down", "status", "logs"])
-    command = parser.parse_args(argv).command
-    return {"up": up, "down": down, "status": status, "logs": logs}[command]()
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), help="for up (default local)")
+    args = parser.parse_args(argv)
+    recorded = RUNTIME_FILE.read_text().strip() if RUNTIME_FILE.is_file() else None
+    if args.command == "down":
+        code = RUNTIMES[recorded or "local"]["down"]()
+        RUNTIME_FILE.unlink(missing_ok=True)
+        return code
+    if args.command != "up":
+        return RUNTIMES[recorded or "local"][args.command]()
+    runtime = args.runtime or "local"
+    if recorded not in (None, runtime):
+        print(f"Nova is already up with RUNTIME={recorded}: make down first", file=sys.stderr)
+        return 1
+    RUN.mkdir(parents=True, exist_ok=True)
+    RUNTIME_FILE.write_text(runtime)
+    return RUNTIMES[runtime]["up"]()
 
 
 if __name__ == "__main__":

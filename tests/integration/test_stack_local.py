@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def stack(tmp_path, free_port, rag_ingest):
-    """Run ``deploy/local_stack.py`` with every port and path of its own."""
+    """Run ``deploy/stack.py`` with every port and path of its own."""
     rag_ingest(tmp_path / "rag", ROOT / "knowledge" / "nova-voice.md")
     env = {
         **os.environ,
@@ -34,7 +34,7 @@ def stack(tmp_path, free_port, rag_ingest):
 
     def run(command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "deploy/local_stack.py", command],
+            [sys.executable, "deploy/stack.py", command],
             cwd=ROOT,
             env=env,
             capture_output=True,
