@@ -17,16 +17,15 @@ DEBIAN_MIRROR ?= http://deb.debian.org/debian
 # Images build FROM the local base when `make base-image` made one, else from Docker Hub.
 BASE_IMAGE ?= $(shell podman image exists $(LOCAL_BASE) 2>/dev/null && echo $(LOCAL_BASE) \
                 || echo docker.io/library/python:3.11-slim-bookworm)
-export NOVA_REDIS_IMAGE ?= $(shell podman image exists $(LOCAL_BASE) 2>/dev/null \
+NOVA_REDIS_IMAGE ?= $(shell podman image exists $(LOCAL_BASE) 2>/dev/null \
                 && echo $(LOCAL_BASE) || echo docker.io/library/redis:7.2-bookworm)
-export NOVA_IMAGE_TAG = $(IMAGE_TAG)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv up down status logs ingest test lint format bench clean \
         wheelhouse base-image images
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +37,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)  ## create .venv and install Nova with its pinned dependencies
 
 up: $(STAMP) $(if $(filter podman,$(RUNTIME)),images)  ## start Redis, the RAG service and the app (RUNTIME=podman: in containers); wait until healthy
-	@$(BIN)/python deploy/stack.py up --runtime $(RUNTIME)
+	@NOVA_REDIS_IMAGE=$(NOVA_REDIS_IMAGE) NOVA_IMAGE_TAG=$(IMAGE_TAG) \
+	    $(BIN)/python deploy/stack.py up --runtime $(RUNTIME)
 
 down:  ## stop what make up started, and nothing else
 	@$(STACK)
