@@ -165,6 +165,28 @@ def test_up_answers_then_survives_dependency_outages_then_down(stack: Stack) -> 
     count = podman("exec", stack.container("redis"), "redis-cli", "zcard", "nova:session:bob:turns")
     assert int(count.stdout) >= 9, count
 
+    # The app starts on its own while Redis and the knowledge service are down (no start
+    # order in compose) and answers in degraded mode until they return.
+    assert (
+        podman("stop", "--time", "1", stack.container("redis"), stack.container("rag")).returncode
+        == 0
+    )
+    assert podman("restart", "--time", "1", stack.container("app")).returncode == 0
+    until(
+        lambda: podman("healthcheck", "run", stack.container("app")).returncode == 0,
+        120,
+        "the app to start without its dependencies",
+    )
+    assert stack.turn("How do I add documents?", "dave")["nova"]["degraded"] is True
+    assert podman("start", stack.container("redis"), stack.container("rag")).returncode == 0
+    until(
+        lambda: (
+            stack.turn("How do I add documents?", "dave") and stack.health()["status"] == "healthy"
+        ),
+        120,
+        "every circuit to close once Redis and the knowledge service are back",
+    )
+
     down = stack.make("down")
     assert down.returncode == 0, down.stderr
     running = podman(
