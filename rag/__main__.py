@@ -11,17 +11,19 @@ from pathlib import Path
 import faiss
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from rag.answer import Answerer
 from rag.embedding import Embedder, EmbeddingModelError
 from rag.ingest import ingest
 from rag.live import LiveIndex
 from rag.llm import LlmWriter
+from rag.metrics import RagMetrics
 from rag.retrieval import Retriever
 from rag.service import QueryLimits, create_app
 from rag.settings import RagSettings
 from rag.store import IndexStore, IndexUnavailable, LoadedIndex
-from resilience import Breaker, ConfigError
+from resilience import Breaker, BreakerMetrics, ConfigError
 
 logger = logging.getLogger("rag")
 
@@ -33,10 +35,12 @@ def build_app(settings: RagSettings) -> FastAPI:
     if settings.rag_retrieval != "bm25":
         embedder = Embedder.load(threads=settings.rag_threads)
     faiss.omp_set_num_threads(1)  # one query at a time per thread; requests run in parallel
+    registry = CollectorRegistry()
     llm = None
     if settings.llm_base_url:
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         breaker = Breaker(settings.llm_breaker())
+        BreakerMetrics(registry).watch(breaker)
         llm = LlmWriter(settings.llm_base_url, settings.llm_model, breaker, api_key=key)
 
     def answerer(index: LoadedIndex) -> Answerer:
@@ -46,7 +50,7 @@ def build_app(settings: RagSettings) -> FastAPI:
     live = LiveIndex(store, answerer, check_every=settings.rag_reload_check_s)
     limits = QueryLimits(settings.rag_max_question_chars, settings.rag_max_top_k)
     model = None if embedder is None else {"name": embedder.model_name, "dim": embedder.dim}
-    return create_app(live, limits, {"embedding_model": model})
+    return create_app(live, limits, RagMetrics(registry, live), {"embedding_model": model})
 
 
 def check_model(index: LoadedIndex, embedder: Embedder | None, store: IndexStore) -> None:
@@ -89,7 +93,7 @@ def cmd_ingest(args: argparse.Namespace, settings: RagSettings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: RagSettings) -> int:
-    """Serve ``/query`` and ``/health`` until interrupted."""
+    """Serve ``/query``, ``/health`` and ``/metrics`` until interrupted."""
     app = build_app(settings)
     host = args.host or settings.rag_host
     port = args.port if args.port is not None else settings.rag_port

@@ -1,4 +1,4 @@
-"""The HTTP API: ``POST /query`` and ``GET /health``, with clear 4xx errors for bad input.
+"""The HTTP API: ``POST /query``, ``GET /health`` and ``GET /metrics``, with clear 4xx errors.
 
 The request body is parsed here rather than by FastAPI's validation so every mistake gets
 one plain sentence (``{"error": "...", "field": "..."}``) and the status that fits it:
@@ -14,14 +14,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from rag.answer import Answer
 from rag.live import LiveIndex
+from rag.metrics import CountRequests, RagMetrics
 
 __all__ = ["BadRequest", "QueryLimits", "create_app"]
 
@@ -94,10 +96,14 @@ def parse_query(body: bytes, content_type: str, limits: QueryLimits) -> tuple[st
 
 
 def create_app(
-    live: LiveIndex, limits: QueryLimits, health: dict[str, Any] | None = None
+    live: LiveIndex,
+    limits: QueryLimits,
+    metrics: RagMetrics,
+    health: dict[str, Any] | None = None,
 ) -> FastAPI:
     """The FastAPI app; ``health`` holds the static part of ``/health`` (the model)."""
     app = FastAPI(title="Nova knowledge service", version="1", docs_url="/docs")
+    app.add_middleware(CountRequests, metrics=metrics)
     static_health = dict(health or {})
 
     @app.exception_handler(BadRequest)
@@ -136,7 +142,9 @@ def create_app(
         question, top_k = parse_query(body, content_type, limits)
         answerer = await live.answerer()
         answer = await answerer.answer(question, top_k)
-        return _render(answer, started)
+        took_s = time.perf_counter() - started
+        metrics.observe_query(answer.answered_by, took_s)
+        return _render(answer, took_s)
 
     @app.get("/health")
     async def health_check() -> dict[str, Any]:
@@ -160,10 +168,17 @@ def create_app(
             else {"model": llm.model, "breaker": llm.breaker.status().as_dict()},
         }
 
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics_text() -> Response:
+        answerer = await live.answerer()
+        if answerer.llm is not None:
+            answerer.llm.breaker.status()  # moves a due circuit to half-open before the scrape
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     return app
 
 
-def _render(answer: Answer, started: float) -> dict[str, Any]:
+def _render(answer: Answer, took_s: float) -> dict[str, Any]:
     return {
         "answer": answer.text,
         "sources": [
@@ -178,5 +193,5 @@ def _render(answer: Answer, started: float) -> dict[str, Any]:
         ],
         "answered_by": answer.answered_by,
         "fallback_reason": answer.fallback_reason,
-        "took_ms": round((time.perf_counter() - started) * 1000, 2),
+        "took_ms": round(took_s * 1000, 2),
     }

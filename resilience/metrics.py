@@ -1,8 +1,9 @@
 """Prometheus view of the breakers: a listener that turns breaker events into metrics.
 
 Nova's own ``circuit_breaker_*`` series live in one ``CollectorRegistry`` that the
-health server exposes at ``/metrics``. Metrics only observe: nothing here changes a
-breaker.
+health server exposes at ``/metrics``, beside resilience4j's names for the same figures
+(``resilience.resilience4j``, computed at scrape time). Metrics only observe: nothing
+here changes a breaker.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from resilience.breaker import Breaker, Outcome, State
+from resilience.resilience4j import Resilience4jCollector
 
 __all__ = ["STATE_VALUES", "BreakerMetrics"]
 
@@ -59,12 +61,14 @@ class BreakerMetrics:
         )
         self._duration = Histogram(
             "circuit_breaker_call_duration_seconds",
-            "Duration of calls the breaker let through.",
-            ["name"],
+            "Duration of calls the breaker let through, by outcome.",
+            ["name", "outcome"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self._series: dict[str, _Series] = {}
+        self._breakers: dict[str, Breaker] = {}
+        registry.register(Resilience4jCollector(self._calls, self._duration, self._breakers.values))
 
     def watch(self, breaker: Breaker) -> None:
         """Create the breaker's series (so they exist at zero) and subscribe to it."""
@@ -74,10 +78,18 @@ class BreakerMetrics:
             failures=self._failures.labels(name),
             recoveries=self._recoveries.labels(name),
             opens=self._opens.labels(name),
-            calls={outcome: self._calls.labels(name, outcome.value) for outcome in Outcome},
-            duration=self._duration.labels(name),
+            by_outcome={
+                outcome: (
+                    self._calls.labels(name, outcome.value),
+                    None  # a rejected call never ran
+                    if outcome is Outcome.REJECTED
+                    else self._duration.labels(name, outcome.value),
+                )
+                for outcome in Outcome
+            },
         )
         self._series[name].state.set(STATE_VALUES[breaker.state])
+        self._breakers[name] = breaker
         breaker.add_listener(self)
 
     def on_state_change(self, breaker: Breaker, old: State, new: State) -> None:
@@ -94,20 +106,24 @@ class BreakerMetrics:
     ) -> None:
         """Count the call by outcome and time the ones that ran."""
         series = self._series[breaker.name]
-        series.calls[outcome].inc()
+        calls, duration = series.by_outcome[outcome]
+        calls.inc()
         if outcome is Outcome.FAILURE:
             series.failures.inc()
-        if outcome is not Outcome.REJECTED:
-            series.duration.observe(duration_s)
+        if duration is not None:
+            duration.observe(duration_s)
 
 
 @dataclass(frozen=True, slots=True)
 class _Series:
-    """One breaker's labelled children, looked up once: ``labels()`` costs on every call."""
+    """One breaker's labelled children, looked up once: ``labels()`` costs on every call.
+
+    ``by_outcome`` pairs each outcome's call counter with its duration histogram (none
+    for rejections), so a call costs one lookup.
+    """
 
     state: Gauge
     failures: Counter
     recoveries: Counter
     opens: Counter
-    calls: dict[Outcome, Counter]
-    duration: Histogram
+    by_outcome: dict[Outcome, tuple[Counter, Histogram | None]]

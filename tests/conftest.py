@@ -1,4 +1,5 @@
-"""Shared test helpers: a hand-moved clock, an event recorder, free ports, real services."""
+"""Shared test helpers: a hand-moved clock, an event recorder, free ports, real services,
+Prometheus text parsing, and Debian's promtool and prometheus."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -328,3 +330,112 @@ def redis_server(tmp_path_factory, free_port):
     server = RedisServer(free_port(), tmp_path_factory.mktemp("redis")).start()
     yield server
     server.kill()
+
+
+#: One sample of a Prometheus exposition: its name and its sorted labels.
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _metric_samples(text: str) -> dict[SampleKey, float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.fixture
+def metric_samples():
+    """A function that parses Prometheus text into ``{(name, sorted labels): value}``."""
+    return _metric_samples
+
+
+PROMTOOL = shutil.which("promtool")
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.fixture
+def promtool() -> str:
+    assert PROMTOOL, "promtool is needed (apt-get install prometheus)"
+    return PROMTOOL
+
+
+@pytest.fixture
+def check_metrics(promtool):
+    """A function that fails the test unless ``promtool check metrics`` accepts the text."""
+
+    def check(text: str) -> None:
+        result = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    return check
+
+
+@dataclass
+class PrometheusServer:
+    """Debian's real ``prometheus`` as a child process, with the HTTP API calls tests need."""
+
+    service: ServiceProcess
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    def api(self, path: str, **params: str) -> dict:
+        """The ``data`` of a successful ``/api/v1`` answer; anything else fails the test."""
+        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", (path, params, body)
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict]:
+        """The result of an instant query."""
+        return self.api("query", query=expr)["result"]
+
+    def wait_for(self, expr: str, timeout: float = 30.0) -> list[dict]:
+        """Poll an instant query until it returns something (the deadline fails the test)."""
+        deadline = time.monotonic() + timeout
+        while not (result := self.query(expr)):
+            assert time.monotonic() < deadline, f"{expr} stayed empty for {timeout} s"
+            time.sleep(0.2)
+        return result
+
+    def wait_for_targets(self, jobs: set[str], timeout: float = 30.0) -> None:
+        """Poll ``/api/v1/targets`` until every target of ``jobs`` has been scraped and is up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            targets = self.api("targets", state="active")["activeTargets"]
+            health = {target["labels"]["job"]: target["health"] for target in targets}
+            if all(health.get(job) == "up" for job in jobs):
+                return
+            assert time.monotonic() < deadline, f"targets not up after {timeout} s: {targets}"
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """A factory: ``prometheus(config_file)`` runs Prometheus on a free port; stopped after."""
+    assert PROMETHEUS, "prometheus is needed (apt-get install prometheus)"
+    started: list[ServiceProcess] = []
+
+    def start(config_file: Path) -> PrometheusServer:
+        port = _free_port()
+        service = ServiceProcess(
+            [
+                PROMETHEUS,
+                f"--config.file={config_file}",
+                f"--storage.tsdb.path={tmp_path / f'prometheus-{port}'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            {},
+            port,
+            log=tmp_path / f"prometheus-{port}.log",
+        )
+        started.append(service)
+        return PrometheusServer(service.start(wait_path="/-/ready"))
+
+    yield start
+    for service in started:
+        service.stop()

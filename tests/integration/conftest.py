@@ -1,6 +1,9 @@
-"""Redis fixtures for the session store and answer cache: the breaker and a fail-fast client."""
+"""Redis fixtures for the session store and answer cache (the breaker and a fail-fast
+client), and a small index for tests that need a knowledge service but not its model."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +24,15 @@ async def redis(redis_server):
     client = redis_client(redis_server.url, socket_timeout=0.5, connect_timeout=0.5)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def lite_index(tmp_path_factory, rag_ingest) -> Path:
+    """A BM25-only index of one runbook page: a service on it starts without the model.
+
+    Serve it with ``NOVA_RAG_RETRIEVAL=bm25``.
+    """
+    data = tmp_path_factory.mktemp("lite-index")
+    page = Path(__file__).resolve().parents[2] / "knowledge" / "ops-circuit-breakers.md"
+    rag_ingest(data, page, extra=("--no-embeddings",))
+    return data

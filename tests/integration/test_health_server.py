@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from resilience import (
     DEFAULT_BREAKERS,
@@ -84,15 +83,6 @@ async def trip(breakers: BreakerRegistry, name: str) -> None:
     for _ in range(breakers[name].config.fail_max):
         with pytest.raises(Boom):
             await breakers[name].call_async(fail)
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus exposition, keyed by name and sorted labels."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def free_port() -> int:
@@ -170,8 +160,8 @@ async def test_breakers_endpoint_shows_just_the_breakers(server, breakers):
     assert set(body["redis"]) == BREAKER_FIELDS
 
 
-async def test_metrics_follow_a_known_sequence_of_calls(server, breakers, clock):
-    before = samples(get(server, "/metrics").text)
+async def test_metrics_follow_a_known_sequence_of_calls(server, breakers, clock, metric_samples):
+    before = metric_samples(get(server, "/metrics").text)
     key = (("name", "rag_api"),)
     assert before[("circuit_breaker_state", key)] == 0
     assert before[("circuit_breaker_calls_total", (*key, ("outcome", "rejected")))] == 0
@@ -187,7 +177,7 @@ async def test_metrics_follow_a_known_sequence_of_calls(server, breakers, clock)
 
     response = get(server, "/metrics")
     assert response.headers["content-type"].startswith("text/plain")
-    after = samples(response.text)
+    after = metric_samples(response.text)
 
     def calls(outcome: str) -> float:
         return after[("circuit_breaker_calls_total", (*key, ("outcome", outcome)))]
@@ -196,13 +186,18 @@ async def test_metrics_follow_a_known_sequence_of_calls(server, breakers, clock)
     assert after[("circuit_breaker_failures_total", key)] == 3
     assert after[("circuit_breaker_opens_total", key)] == 1
     assert after[("circuit_breaker_state", key)] == 1
-    assert after[("circuit_breaker_call_duration_seconds_count", key)] == 6  # rejections not timed
+    timed = "circuit_breaker_call_duration_seconds_count"
+    durations = {
+        outcome: after.get((timed, (*key, ("outcome", outcome))))
+        for outcome in ("success", "ignored", "failure", "cancelled", "rejected")
+    }
+    assert durations == {"success": 2, "ignored": 1, "failure": 3, "cancelled": 0, "rejected": None}
     assert after[("circuit_breaker_failures_total", (("name", "redis"),))] == 0
 
     clock.advance(31)  # a scrape alone shows the circuit half-open once it is due
-    assert samples(get(server, "/metrics").text)[("circuit_breaker_state", key)] == 2
+    assert metric_samples(get(server, "/metrics").text)[("circuit_breaker_state", key)] == 2
     await rag.call_async(ok)
-    final = samples(get(server, "/metrics").text)
+    final = metric_samples(get(server, "/metrics").text)
     assert final[("circuit_breaker_state", key)] == 0
     assert final[("circuit_breaker_recoveries_total", key)] == 1
 
