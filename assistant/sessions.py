@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
@@ -76,9 +76,15 @@ def redis_client(
     retry policy and the client makes exactly one attempt. Maintenance notifications are
     off: they can relax the socket timeout to 10 s, and while they are on the pool hands
     out connections whose server has gone away without checking them first.
+
+    When all ``max_connections`` are busy a command waits for one to come free, within
+    the breaker's per-call timeout. redis-py's default pool raises ``MaxConnectionsError``
+    at once instead, a connection error the breaker counts, so a burst of more concurrent
+    turns than connections would open the circuit of a healthy Redis.
     """
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        timeout=None,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
         retry=Retry(NoBackoff(), 0),
@@ -88,6 +94,7 @@ def redis_client(
         decode_responses=True,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
+    return Redis.from_pool(pool)
 
 
 class JournalInUse(NovaError):
