@@ -139,8 +139,7 @@ class HealthServer:
             "stale_after": stale_after,
             "services": services,
         }
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
@@ -205,6 +204,10 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "nova-health"
+            # Keep-alive (every reply has a Content-Length), so a scraper or a load
+            # balancer's checks reuse one connection; an idle one is closed after 30 s.
+            protocol_version = "HTTP/1.1"
+            timeout = 30
 
             def do_GET(self) -> None:
                 try:
@@ -235,6 +238,15 @@ class HealthServer:
                 logger.debug("%s %s", self.address_string(), format % args)
 
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    """One thread per connection; a listen backlog that absorbs bursts of checks."""
+
+    daemon_threads = True
+    # socketserver's default backlog of 5 drops connections from a burst of checks,
+    # which then wait a second or more for the SYN to be retried.
+    request_queue_size = 128
 
 
 def _json(body: dict[str, Any]) -> bytes:

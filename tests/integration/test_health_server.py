@@ -255,6 +255,15 @@ def test_unknown_paths_get_a_json_404_and_head_works(server):
     assert get(server, "/health/?verbose=1").json()["status"] == "healthy"
 
 
+def test_checks_reuse_one_connection(server):
+    # A scraper or load balancer polling every few seconds keeps one connection open.
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        responses = [client.get(path) for path in ("/health", "/metrics", "/nope", "/health")]
+        assert {r.http_version for r in responses} == {"HTTP/1.1"}
+        ends = {r.extensions["network_stream"].get_extra_info("client_addr") for r in responses}
+    assert len(ends) == 1
+
+
 def run_module(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "resilience"],
