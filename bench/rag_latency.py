@@ -30,17 +30,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,15 +48,12 @@ import faiss
 import httpx
 import numpy as np
 import numpy.typing as npt
-from processes import free_port, stop
+from processes import ROOT, clean_env, ingest, rag_service
 
 from rag.retrieval import bm25_tokens
 from rag.store import HNSW_ABOVE, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
 
-ROOT = Path(__file__).resolve().parents[1]
-KNOWLEDGE = ROOT / "knowledge"
 QUESTIONS = ROOT / "tests" / "data" / "rag_questions.jsonl"
-RAG = [sys.executable, "-m", "rag"]
 
 #: Requests in flight at once, per level.
 CONCURRENCY = (1, 10, 50)
@@ -66,7 +61,6 @@ CONCURRENCY = (1, 10, 50)
 MODES = ("hybrid", "bm25")
 WARMUP_REQUESTS = 10
 REQUEST_TIMEOUT_S = 60.0
-START_TIMEOUT_S = 180.0
 
 DIM = 384
 K = 10
@@ -146,11 +140,6 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def clean_env() -> dict[str, str]:
-    """The environment without ``NOVA_*``: the service's defaults, no language model."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("NOVA_")}
-
-
 def load_questions() -> list[str]:
     lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
     return [json.loads(line)["question"] for line in lines if line.strip()]
@@ -160,18 +149,7 @@ def load_questions() -> list[str]:
 
 
 def ingest_knowledge(data_dir: Path) -> Built:
-    started = time.perf_counter()
-    result = subprocess.run(
-        [*RAG, "--data-dir", str(data_dir), "ingest", str(KNOWLEDGE)],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"ingest exited {result.returncode}:\n{result.stderr}")
+    seconds = ingest(data_dir, env=clean_env())
     generation = data_dir / (data_dir / "CURRENT").read_text().strip()
     manifest = json.loads((generation / "manifest.json").read_text())
     files = {path.name: path.stat().st_size for path in sorted(generation.iterdir())}
@@ -186,45 +164,6 @@ def ingest_knowledge(data_dir: Path) -> Built:
 
 
 # -- 2. service latency -----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serving(data_dir: Path, mode: str, log_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Run ``python -m rag serve`` in ``mode``; yields its URL and first /health reply."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**clean_env(), "NOVA_RAG_RETRIEVAL": mode}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*RAG, "--data-dir", str(data_dir), "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            health = wait_healthy(url, process, log_path)
-            yield url, health
-        finally:
-            stop(process)
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = log_path.read_text(errors="replace")
-            raise RuntimeError(f"rag serve exited {process.returncode}:\n{output}")
-        try:
-            reply = httpx.get(url + "/health", timeout=2.0)
-        except httpx.TransportError:
-            time.sleep(0.1)
-            continue
-        if reply.status_code == 200:
-            health: dict[str, Any] = reply.json()
-            return health
-        time.sleep(0.1)
-    raise RuntimeError(f"rag serve did not answer {url}/health within {START_TIMEOUT_S:.0f} s")
 
 
 async def ask(client: httpx.AsyncClient, url: str, question: str) -> tuple[float, float]:
@@ -274,7 +213,10 @@ def measure_service(
 ) -> dict[str, tuple[dict[str, Any], list[Level]]]:
     results = {}
     for mode in MODES:
-        with serving(data_dir, mode, data_dir.parent / f"serve-{mode}.log") as (url, health):
+        env = {**clean_env(), "NOVA_RAG_RETRIEVAL": mode}
+        log = data_dir.parent / f"serve-{mode}.log"
+        with rag_service(data_dir, log, env=env) as service:
+            url, health = service.url, service.health
             if health.get("retrieval") != mode:
                 raise RuntimeError(f"asked for {mode} retrieval, /health says {health}")
             results[mode] = (health, asyncio.run(load_test(url, questions, settings)))

@@ -43,7 +43,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,10 +54,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-import httpx
 import numpy as np
 import numpy.typing as npt
-from processes import free_port, stop
+from processes import ingest, rag_service, redis_server
 
 from assistant.runtime import Runtime
 from assistant.settings import AssistantSettings
@@ -69,15 +67,10 @@ from assistant.voice.transcripts import transcript_words, word_error_rate
 from assistant.voice.worker import EngineWorker, WorkerLoad
 from resilience import DEFAULT_BREAKERS, BreakerRegistry
 
-ROOT = Path(__file__).resolve().parents[1]
-KNOWLEDGE = ROOT / "knowledge"
-RAG = [sys.executable, "-m", "rag"]
 ESPEAK = shutil.which("espeak-ng") or "/usr/bin/espeak-ng"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 #: espeak-ng voice and speed (words per minute): a clear, unhurried speaker.
 ESPEAK_VOICE = "en-us"
 ESPEAK_WPM = 150
-START_TIMEOUT_S = 180.0
 
 #: Spoken clips for the real-time factor, about 2, 5 and 10 s (all verbatim from knowledge/).
 STT_CLIPS = (
@@ -469,93 +462,15 @@ def report_tts(figures: TtsFigures, settings: Settings) -> None:
 # -- 4. end-to-end voice turn -----------------------------------------------------------
 
 
-def redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A redis-server on a free port that never persists; yields its URL."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1"]
-    args += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
-    args += ["--logfile", str(workdir / "redis.log")]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10.0
-        while not redis_ping(port):
-            if process.poll() is not None:
-                log = (workdir / "redis.log").read_text(errors="replace")
-                raise RuntimeError(f"redis-server exited {process.returncode}:\n{log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not answer on port {port}")
-            time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(process)
-
-
-def ingest(data_dir: Path) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(
-        [*RAG, "--data-dir", str(data_dir), "ingest", str(KNOWLEDGE)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"ingest exited {result.returncode}:\n{result.stderr}")
-    return time.perf_counter() - started
-
-
-@contextlib.contextmanager
-def rag_service(data_dir: Path, log_path: Path) -> Iterator[tuple[str, dict[str, object]]]:
-    """``python -m rag serve`` on a free port; yields its URL and first /health reply."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*RAG, "--data-dir", str(data_dir), "serve", "--port", str(port)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if process.poll() is not None:
-                    output = log_path.read_text(errors="replace")
-                    raise RuntimeError(f"rag serve exited {process.returncode}:\n{output}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"rag serve did not answer {url}/health")
-                try:
-                    reply = httpx.get(url + "/health", timeout=2.0)
-                except httpx.TransportError:
-                    time.sleep(0.1)
-                    continue
-                if reply.status_code == 200:
-                    break
-                time.sleep(0.1)
-            yield url, dict(reply.json())
-        finally:
-            stop(process)
-
-
 @contextlib.contextmanager
 def services(tmp: Path) -> Iterator[Services]:
     """Redis and the knowledge service over a fresh index of knowledge/; stopped after."""
     data_dir = tmp / "rag"
     with contextlib.ExitStack() as stack:
-        redis_url = stack.enter_context(redis_server(tmp / "redis"))
+        redis_url = stack.enter_context(redis_server(tmp / "redis")).url
         ingest_s = ingest(data_dir)
-        rag_url, health = stack.enter_context(rag_service(data_dir, tmp / "rag-serve.log"))
+        rag = stack.enter_context(rag_service(data_dir, tmp / "rag-serve.log"))
+        rag_url, health = rag.url, rag.health
         yield Services(
             redis_url,
             rag_url,
