@@ -64,11 +64,14 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)  ## print breaker overhead, retrieval quality and RAG latency figures
+bench: $(STAMP)  ## print every benchmark's figures (the soak alone takes 5 minutes)
 	$(BIN)/python bench/breaker_overhead.py
 	$(BIN)/python bench/rag_eval.py
 	$(BIN)/python bench/rag_latency.py
 	$(BIN)/python bench/voice.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/health_http.py
+	$(BIN)/python bench/soak.py
 
 $(WHEELS): pyproject.toml $(STAMP)
 	@rm -rf .nova/wheelhouse
