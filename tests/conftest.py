@@ -20,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+from redis_process import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -245,75 +246,6 @@ def stub_server():
     server = StubServer().start()
     yield server
     server.stop()
-
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-@dataclass
-class RedisServer:
-    """One redis-server process; ``restart`` brings it back on the same port, empty.
-
-    It never persists (``--save "" --appendonly no``), so a restart is an empty Redis,
-    exactly what a crashed cache-only Redis comes back as.
-    """
-
-    port: int
-    workdir: Path
-    process: subprocess.Popen[bytes] | None = None
-    paused: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
-        args += ["--logfile", str(self.workdir / "redis.log")]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                log = (self.workdir / "redis.log").read_text(errors="replace")
-                raise RuntimeError(f"redis-server exited {self.process.returncode}:\n{log}")
-            if self.ping():
-                return self
-            time.sleep(0.01)
-        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes mid-conversation, connections reset."""
-        if self.process is not None:
-            if self.paused:
-                self.resume()
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the server hangs; connections stay open but nothing answers."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        """SIGCONT: the hung server carries on with whatever it had received."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-        self.paused = False
-
-    def restart(self) -> RedisServer:
-        self.kill()
-        return self.start()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from nova_chaos import (
     RESULTS,
     ROOT,
     SPOKEN_QUESTION,
-    ChaosRedis,
     ChaosStack,
     LoadGenerator,
     SpeechStub,
@@ -30,6 +29,7 @@ from nova_chaos import (
     free_port,
     results_table,
 )
+from redis_process import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def chaos_stack(tmp_path_factory, rag_ingest) -> Iterator[ChaosStack]:
     )
     speech = espeak_wav("Here is what I found.", base / "answer.wav")
     (base / "redis").mkdir()
-    redis_server = ChaosRedis(free_port(), base / "redis").start()
+    redis_server = RedisServer(free_port(), base / "redis", persistent=True).start()
     rag_port = free_port()
     redis_proxy = TcpProxy(redis_server.port).start()
     rag_proxy = TcpProxy(rag_port).start()

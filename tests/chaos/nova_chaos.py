@@ -42,16 +42,15 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+from redis_process import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_SERVER = "redis-server"
 ESPEAK = "espeak-ng"
 DOCS = ("nova-voice.md", "ops-circuit-breakers.md", "nova-getting-started.md")
 BREAKERS = ("rag_api", "redis", "voice_processing")
@@ -75,6 +74,8 @@ LATENCY_MARGIN_S = 4.0
 REDIS_CALLS_PER_TURN = 3
 #: How long a fault is held once its circuit has opened, and the deadlines for the rest.
 HOLD_S = 2.5
+#: After the circuits close, /health is checked from this long on (replies in flight drain).
+SETTLED_S = 0.5
 OPEN_DEADLINE_S = 15.0
 CLOSE_DEADLINE_S = 15.0
 
@@ -263,60 +264,6 @@ class SpeechStub:
         return JSONResponse({"error": "knowledge service failed"}, status_code=500)
 
 
-# -- Redis, owned by the tests -----------------------------------------------------------
-
-
-@dataclass
-class ChaosRedis:
-    """A persistent redis-server (append-only file): killed, frozen and restarted in place."""
-
-    port: int
-    data_dir: Path
-    process: subprocess.Popen[bytes] | None = None
-    paused: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> ChaosRedis:
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--dir", str(self.data_dir), "--appendonly", "yes", "--save", ""]
-        args += ["--logfile", str(self.data_dir / "redis.log")]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self.ping, f"redis-server on port {self.port}", 15)
-        return self
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None:
-            if self.paused:
-                self.resume()
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-            self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-        self.paused = False
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
-
-
 # -- the stack, as make up runs it -------------------------------------------------------
 
 
@@ -326,7 +273,7 @@ class ChaosStack:
 
     env: dict[str, str]
     data_dir: Path
-    redis: ChaosRedis
+    redis: RedisServer
     redis_proxy: TcpProxy
     rag_proxy: TcpProxy
     speech: SpeechStub
@@ -781,6 +728,10 @@ async def run_fault(
             await asyncio.to_thread(heal)
             await asyncio.to_thread(wait_states, "closed", closed, CLOSE_DEADLINE_S)
             await load.wait_turns(CONVERSATIONS, since=max(closed.values()))
+            settled = max(closed.values()) + SETTLED_S
+            await asyncio.to_thread(
+                wait_for, lambda: monitor.samples[-1].at >= settled, f"{name}: a settled sample", 10
+            )
     run = FaultRun(
         name,
         breakers,
@@ -871,7 +822,7 @@ def check_truth_during_fault(run: FaultRun) -> None:
         assert all(s.status in ("degraded", "unhealthy") for s in during)
         assert any(not s.services[breaker] for s in during)
         assert all(s.gauge[breaker] in ("open", "half_open") for s in during)
-    after = [s for s in run.samples if s.at >= max(run.closed.values()) + 0.5]
+    after = [s for s in run.samples if s.at >= max(run.closed.values()) + SETTLED_S]
     assert after, "no /health samples after the circuits closed"
     assert after[-1].status == "healthy", after[-1]
 
