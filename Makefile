@@ -90,8 +90,10 @@ base-image:  ## debootstrap a minimal Debian bookworm and import it as localhost
 	tar -C .nova/base-rootfs -c . | podman import --change 'CMD ["/bin/bash"]' - $(LOCAL_BASE)
 	rm -rf .nova/base-rootfs
 
+# Nova's own wheel is rebuilt every time, reproducibly (SOURCE_DATE_EPOCH), so an unchanged
+# tree reuses every cached layer and `make up RUNTIME=podman` does not rebuild the images.
 images: $(WHEELS)  ## build localhost/nova-rag and localhost/nova-app from deploy/Containerfile.nova
-	@$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir .nova/wheelhouse .
+	@SOURCE_DATE_EPOCH=315532800 $(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir .nova/wheelhouse .
 	@for target in rag app; do \
 	    podman build --quiet --network=none --build-arg BASE=$(BASE_IMAGE) --build-arg EXTRAS=$$target \
 	        --target $$target --tag localhost/nova-$$target:$(IMAGE_TAG) \
