@@ -50,6 +50,15 @@ class Load:
         """Turns answered per second of the run."""
         return len(self.latencies) / self.wall if self.wall else 0.0
 
+    def summary(self) -> str:
+        """The figures on one line, for a test's report."""
+        ms = [self.percentile(q) * 1000 for q in (50, 95, 99)]
+        return (
+            f"{len(self.latencies)} turns, {len(self.errors)} errors, {self.degraded} degraded, "
+            f"{self.most_in_flight} in flight at most; p50 {ms[0]:.0f} ms, p95 {ms[1]:.0f} ms, "
+            f"p99 {ms[2]:.0f} ms; {self.per_second:.0f} turns/s over {self.wall:.1f} s"
+        )
+
     def row(self, label: str) -> str:
         """One line of the results table."""
         ms = [self.percentile(q) * 1000 for q in (50, 95, 99)]

@@ -13,14 +13,12 @@ an outage; everything else is as shipped.
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
+import processes
 import pytest
-from stress_load import FIGURES, HEALTHY_TIMEOUTS
-
-from assistant.offline_ui import build_offline_frontend
+from stress_load import FIGURES
+from turns import HEALTHY_TIMEOUTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,40 +61,16 @@ def healthy_timeouts(monkeypatch):
         monkeypatch.setenv(name, value)
 
 
-@pytest.fixture(scope="session")
-def stress_frontend(tmp_path_factory) -> Path:
-    return build_offline_frontend(tmp_path_factory.mktemp("ui") / "chainlit-frontend")
-
-
 @pytest.fixture(scope="module")
-def nova_app(tmp_path_factory, free_port, stress_frontend, knowledge_service, module_redis_server):
+def nova_app(tmp_path_factory, knowledge_service, module_redis_server):
     """``python -m assistant`` as ``make up`` starts it (voice off), with the healthy timeouts.
 
     Its Chainlit app root is a temporary copy, so nothing is written into the checkout.
     """
-    service_process = type(knowledge_service)  # tests/conftest.py's ServiceProcess
-    base = tmp_path_factory.mktemp("nova-app")
-    root = base / "app-root"
-    (root / ".chainlit").mkdir(parents=True)
-    shutil.copy2(ROOT / ".chainlit" / "config.toml", root / ".chainlit" / "config.toml")
-    shutil.copy2(ROOT / "chainlit.md", root / "chainlit.md")
-    shutil.copytree(stress_frontend, root / ".nova" / "chainlit-frontend")
-    port = free_port()
-    app = service_process(
-        [sys.executable, "-m", "assistant"],
-        {
-            "CHAINLIT_APP_ROOT": str(root),
-            "NOVA_UI_PORT": str(port),
-            "NOVA_HEALTH_PORT": str(free_port()),
-            "NOVA_REDIS_URL": module_redis_server.url,
-            "NOVA_RAG_URL": knowledge_service.url,
-            "NOVA_DATA_DIR": str(base / "data"),
-            "NOVA_VOICE_ENABLED": "false",
-            **HEALTHY_TIMEOUTS,
-        },
-        port,
-        log=base / "app.log",
-    )
-    app.start(wait_path="/v1/models", timeout=120)
-    yield app
-    app.stop()
+    with processes.nova_app(
+        tmp_path_factory.mktemp("nova-app"),
+        redis_url=module_redis_server.url,
+        rag_url=knowledge_service.url,
+        env=HEALTHY_TIMEOUTS,
+    ) as app:
+        yield app

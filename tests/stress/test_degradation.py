@@ -11,7 +11,6 @@ itself, requests counted by the stub speech server). Throughput and p95 are repo
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -24,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from stress_load import Load, questions
+from turns import Load, conversations, questions
 
 from assistant.runtime import Runtime
 from assistant.settings import AssistantSettings
@@ -133,29 +132,21 @@ async def runtime(redis_server, knowledge_service, speech_stub, tmp_path, monkey
 
 
 async def run(runtime: Runtime, label: str, *, voice: bool = False) -> tuple[Load, list]:
-    asked = questions()
+    """``CONVERSATIONS`` turns at once, one a conversation; the load and every reply."""
     assistant = runtime.assistant
     replies = []
-    go = asyncio.Event()
-    load = Load()
 
-    async def conversation(i: int) -> None:
-        await go.wait()
-        started = load.enter()
-        session = f"{label}-{i}"
+    async def turn(session: str, text: str) -> bool:
         if voice:
             reply = (await assistant.voice_turn(session, TONE, pcm16_rate=16000)).reply
         else:
-            reply = await assistant.turn(session, asked[i % len(asked)])
-        load.leave(started)
+            reply = await assistant.turn(session, text)
         replies.append(reply)
+        return bool(reply is not None and reply.degraded)
 
-    tasks = [asyncio.create_task(conversation(i)) for i in range(CONVERSATIONS)]
-    await asyncio.sleep(0)
-    load = Load()
-    go.set()
-    await asyncio.gather(*tasks)
-    return load.done(), replies
+    load = await conversations(turn, CONVERSATIONS, [[q] for q in questions()], label)
+    assert load.errors == []
+    return load, replies
 
 
 async def test_an_open_circuit_never_reaches_its_dependency(
