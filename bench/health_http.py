@@ -24,13 +24,10 @@ import time
 from pathlib import Path
 
 from processes import (
-    clean_env,
     free_port,
     http_ok,
-    ingest,
+    lite_services,
     nova_app,
-    rag_service,
-    redis_server,
     stop,
     wait_until,
 )
@@ -86,11 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="nova-health-") as name:
         tmp = Path(name)
-        ingest(tmp / "index", extra=("--no-embeddings",), env=clean_env())
-        rag_env = {**clean_env(), "NOVA_RAG_RETRIEVAL": "bm25"}
         with (
-            redis_server(tmp / "redis") as redis,
-            rag_service(tmp / "index", tmp / "rag.log", env=rag_env) as rag,
+            lite_services(tmp) as (redis, rag),
             nova_app(tmp / "app", redis_url=redis.url, rag_url=rag.url) as app,
         ):
             url = app.extra["health_url"] + "/health"

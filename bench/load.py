@@ -36,7 +36,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from processes import clean_env, free_port, ingest, nova_app, rag_service, redis_server
+from processes import (
+    free_port,
+    lite_services,
+    nova_app,
+)
 from turns import (
     FOLLOW_UP,
     HEADER,
@@ -190,12 +194,7 @@ async def degraded(tmp: Path, redis_url: str, rag_url: str) -> None:
 
 async def main_async(tmp: Path, quick: bool) -> None:
     print("index: python -m rag ingest knowledge/ --no-embeddings; served with bm25 retrieval")
-    ingest(tmp / "index", extra=("--no-embeddings",), env=clean_env())
-    rag_env = {**clean_env(), "NOVA_RAG_RETRIEVAL": "bm25"}
-    with (
-        redis_server(tmp / "redis") as redis,
-        rag_service(tmp / "index", tmp / "rag.log", env=rag_env) as rag,
-    ):
+    with lite_services(tmp) as (redis, rag):
         await in_process(tmp, redis.url, rag.url, QUICK_IN_PROCESS if quick else IN_PROCESS)
         print()
         with nova_app(

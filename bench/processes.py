@@ -2,6 +2,7 @@
 
 - ``redis_server``: a redis-server that never persists;
 - ``ingest`` and ``rag_service``: ``python -m rag ingest`` and ``python -m rag serve``;
+- ``lite_services``: both of them, over a BM25-only index of ``knowledge/``;
 - ``nova_app``: ``python -m assistant``, the app as ``make up`` starts it (UI and API port,
   health port), in a temporary app root so Chainlit writes nothing into the checkout.
 
@@ -32,6 +33,7 @@ __all__ = [
     "clean_env",
     "free_port",
     "ingest",
+    "lite_services",
     "nova_app",
     "rag_service",
     "redis_server",
@@ -171,6 +173,22 @@ def rag_service(
         yield Running(url, process, dict(httpx.get(url + "/health", timeout=5.0).json()))
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def lite_services(workdir: Path) -> Iterator[tuple[Running, Running]]:
+    """Redis and a BM25-only knowledge service over ``knowledge/``: the load lands on Nova.
+
+    No model to load and a few milliseconds a question, so the load benchmarks measure the
+    assistant and its breakers rather than the embedding model.
+    """
+    ingest(workdir / "index", extra=("--no-embeddings",), env=clean_env())
+    rag_env = {**clean_env(), "NOVA_RAG_RETRIEVAL": "bm25"}
+    with (
+        redis_server(workdir / "redis") as redis,
+        rag_service(workdir / "index", workdir / "rag.log", env=rag_env) as rag,
+    ):
+        yield redis, rag
 
 
 def app_root(workdir: Path) -> Path:

@@ -32,7 +32,7 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
-from processes import clean_env, ingest, rag_service, redis_server
+from processes import lite_services
 from prometheus_client import CollectorRegistry
 from turns import FOLLOW_UP, HEALTHY_TIMEOUTS, machine, questions, rss_bytes
 
@@ -205,12 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine at start: {machine()}")
     with tempfile.TemporaryDirectory(prefix="nova-soak-") as name:
         tmp = Path(name)
-        ingest(tmp / "index", extra=("--no-embeddings",), env=clean_env())
-        rag_env = {**clean_env(), "NOVA_RAG_RETRIEVAL": "bm25"}
-        with (
-            redis_server(tmp / "redis") as redis,
-            rag_service(tmp / "index", tmp / "rag.log", env=rag_env) as rag,
-        ):
+        with lite_services(tmp) as (redis, rag):
             samples, degraded, errors = asyncio.run(
                 steady_load(tmp, redis.url, rag.url, args.seconds, args.conversations)
             )
