@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -208,6 +209,9 @@ class HealthServer:
             # balancer's checks reuse one connection; an idle one is closed after 30 s.
             protocol_version = "HTTP/1.1"
             timeout = 30
+            # Headers and body go out as two writes; with Nagle's algorithm the body then
+            # waits for the client's delayed ACK (about 40 ms) on a kept-alive connection.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 try:
@@ -247,6 +251,16 @@ class _Server(ThreadingHTTPServer):
     # socketserver's default backlog of 5 drops connections from a burst of checks,
     # which then wait a second or more for the SYN to be retried.
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up is routine (logged at debug); anything else is logged in full.
+
+        socketserver's default prints a traceback to stderr for both.
+        """
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("health client %s went away", client_address)
+        else:
+            logger.exception("health request from %s failed", client_address)
 
 
 def _json(body: dict[str, Any]) -> bytes:

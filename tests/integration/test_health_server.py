@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -262,6 +263,17 @@ def test_checks_reuse_one_connection(server):
         assert {r.http_version for r in responses} == {"HTTP/1.1"}
         ends = {r.extensions["network_stream"].get_extra_info("client_addr") for r in responses}
     assert len(ends) == 1
+
+
+def test_a_client_hanging_up_mid_request_prints_no_traceback(server, capfd):
+    # Keep-alive clients (wrk, scrapers being stopped) reset their connections routinely.
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /hea")
+            sock.recv(65536)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert get(server, "/health").status_code == 200  # and it goes on serving
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def run_module(env: dict[str, str]) -> subprocess.Popen[str]:
