@@ -31,7 +31,7 @@ from processes import (
     stop,
     wait_until,
 )
-from turns import machine
+from report import machine
 
 THREADS = 2
 CONNECTIONS = 50

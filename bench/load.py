@@ -41,6 +41,7 @@ from processes import (
     lite_services,
     nova_app,
 )
+from report import machine
 from turns import (
     FOLLOW_UP,
     HEADER,
@@ -49,7 +50,6 @@ from turns import (
     chat_turn,
     conversations,
     http_session,
-    machine,
     questions,
 )
 

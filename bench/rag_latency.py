@@ -33,7 +33,6 @@ import asyncio
 import itertools
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 from processes import ROOT, clean_env, ingest, rag_service
+from report import closing, section
 
 from rag.retrieval import bm25_tokens
 from rag.store import HNSW_ABOVE, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
@@ -467,22 +467,8 @@ def report_summary(
         "  one request at a time, p50: "
         + ", ".join(f"{mode} {percentile(v.latencies_ms, 50):.1f} ms" for mode, v in single.items())
     )
-    load_after = os.getloadavg()
     print()
-    print(
-        f"machine: {os.cpu_count()} cores, python {platform.python_version()}, "
-        f"faiss {faiss.__version__}, bm25s {bm25s.__version__}"
-    )
-    print(
-        f"load average (1/5/15 min) at start {' '.join(f'{x:.2f}' for x in load_before)}, "
-        f"at end {' '.join(f'{x:.2f}' for x in load_after)}"
-    )
-    print(f"run time: {elapsed:.0f} s")
-
-
-def section() -> None:
-    print()
-    print()
+    closing(load_before, elapsed, f"faiss {faiss.__version__}, bm25s {bm25s.__version__}")
 
 
 def main(argv: list[str] | None = None) -> int:

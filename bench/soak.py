@@ -34,7 +34,8 @@ from pathlib import Path
 
 from processes import lite_services
 from prometheus_client import CollectorRegistry
-from turns import FOLLOW_UP, HEALTHY_TIMEOUTS, machine, questions, rss_bytes
+from report import machine
+from turns import FOLLOW_UP, HEALTHY_TIMEOUTS, questions, rss_bytes
 
 from assistant.runtime import Runtime
 from assistant.settings import AssistantSettings

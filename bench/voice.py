@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -57,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from processes import ingest, rag_service, redis_server
+from report import closing, section
 
 from assistant.runtime import Runtime
 from assistant.settings import AssistantSettings
@@ -582,22 +582,12 @@ def report_turns(
 
 
 def report_machine(load_before: tuple[float, float, float], elapsed: float) -> None:
-    load_after = os.getloadavg()
-    print(
-        f"machine: {os.cpu_count()} cores, python {platform.python_version()}, "
+    closing(
+        load_before,
+        elapsed,
         f"faster-whisper {version('faster-whisper')}, ctranslate2 {version('ctranslate2')}, "
-        f"piper-tts {version('piper-tts')}, onnxruntime {version('onnxruntime')}"
+        f"piper-tts {version('piper-tts')}, onnxruntime {version('onnxruntime')}",
     )
-    print(
-        f"load average (1/5/15 min) at start {' '.join(f'{x:.2f}' for x in load_before)}, "
-        f"at end {' '.join(f'{x:.2f}' for x in load_after)}"
-    )
-    print(f"run time: {elapsed:.0f} s")
-
-
-def section() -> None:
-    print()
-    print()
 
 
 async def engines_and_speech(clips: list[Clip], settings: Settings) -> None:
