@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from openai import AsyncOpenAI
 
 from assistant.offline_ui import build_offline_frontend
 from assistant.voice.transcripts import word_error_rate
@@ -218,6 +219,30 @@ def nova_app(
     finally:
         app.stop()
         rag.stop()
+
+
+def _client_timeout(request: pytest.FixtureRequest) -> float:
+    """A module's ``CLIENT_TIMEOUT_S``, else 30 s."""
+    return float(getattr(request.module, "CLIENT_TIMEOUT_S", 30))
+
+
+@pytest.fixture
+async def client(request, nova_app):
+    """The OpenAI SDK pointed at the app, without its own retries."""
+    async with AsyncOpenAI(
+        base_url=f"{nova_app.url}/v1",
+        api_key="unused",
+        max_retries=0,
+        timeout=_client_timeout(request),
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def http(request, nova_app):
+    """A plain HTTP client for the app's routes."""
+    async with httpx.AsyncClient(base_url=nova_app.url, timeout=_client_timeout(request)) as http:
+        yield http
 
 
 @pytest.fixture

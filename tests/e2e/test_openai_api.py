@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import openai
 import pytest
-from openai import AsyncOpenAI
 
 pytestmark = pytest.mark.e2e
 
 QUESTION = "How many failures open the voice breaker?"
 EMPTY_MESSAGE = "I didn't catch a question there. What would you like to know?"
 KNOWLEDGE_BASE_DOWN = "temporarily unable to access my knowledge base"
-
-
-@pytest.fixture
-async def client(nova_app):
-    async with AsyncOpenAI(
-        base_url=f"{nova_app.url}/v1", api_key="unused", max_retries=0, timeout=30
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-async def http(nova_app):
-    async with httpx.AsyncClient(base_url=nova_app.url, timeout=30) as http:
-        yield http
 
 
 def ask(text: str) -> list[dict[str, str]]:
