@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from child_process import RedisServer, stop
+from child_process import free_port as _free_port
 from prometheus_client.parser import text_string_to_metric_families
-from redis_process import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -91,12 +91,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RAG = [sys.executable, "-m", "rag"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def free_port():
     """A function that returns a TCP port nobody listens on right now."""
@@ -140,13 +134,7 @@ class ServiceProcess:
         raise RuntimeError(f"{self.args} did not answer on port {self.port} within {timeout} s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, sig)
         self.process = None
 
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from child_process import RedisServer
 from nova_chaos import (
     BREAKERS,
     CALL_TIMEOUT_S,
@@ -29,7 +30,6 @@ from nova_chaos import (
     free_port,
     results_table,
 )
-from redis_process import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -43,8 +43,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from child_process import RedisServer
 from prometheus_client.parser import text_string_to_metric_families
-from redis_process import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

@@ -20,10 +20,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from child_process import free_port, stop, wait_until
 from openai import AsyncOpenAI
 
 from assistant.offline_ui import build_offline_frontend
@@ -42,40 +41,6 @@ DOCS = ("nova-voice.md", "ops-circuit-breakers.md", "nova-getting-started.md")
 
 #: Screenshots saved by the browser tests, listed at the end of the run.
 SCREENSHOTS: list[Path] = []
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until(
-    ready: Callable[[], bool],
-    what: str,
-    process: subprocess.Popen[bytes],
-    log: Path,
-    timeout: float = 60.0,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited {process.returncode}:\n{log.read_text()}")
-        if ready():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} was not ready within {timeout} s:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @dataclass
@@ -91,8 +56,8 @@ class NovaApp:
     log: Path
     redis: Any
     rag: Any
-    ui_port: int = field(default_factory=_free_port)
-    health_port: int = field(default_factory=_free_port)
+    ui_port: int = field(default_factory=free_port)
+    health_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -133,11 +98,11 @@ class NovaApp:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        _wait_until(self._answers, "python -m assistant", self.process, self.log)
+        wait_until(self._answers, "python -m assistant", self.process, self.log)
         return self
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop(self.process)
         self.process = None
 
     def restart(self) -> NovaApp:

@@ -1,4 +1,5 @@
-"""A redis-server the tests own: started on a free port, killed, frozen and restarted."""
+"""Child processes the tests start: free ports, waiting until one is ready, stopping it,
+and a redis-server the tests own (killed, frozen and restarted)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,52 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
+
+__all__ = ["RedisServer", "free_port", "stop", "wait_until"]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    what: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 60.0,
+) -> None:
+    """Poll ``ready``; fail with ``log`` if ``process`` exits or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited {process.returncode}:\n{log.read_text()}")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} was not ready within {timeout} s:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` (SIGTERM), then SIGKILL if the process has not exited within 15 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
