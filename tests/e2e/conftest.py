@@ -16,28 +16,37 @@ restarts the app, so the next test meets closed circuits whatever order tests ru
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import redis
 from child_process import free_port, stop, wait_until
 from openai import AsyncOpenAI
+from playwright.async_api import BrowserContext, async_playwright
 
 from assistant.offline_ui import build_offline_frontend
 from assistant.voice.transcripts import word_error_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("nova-voice.md", "ops-circuit-breakers.md", "nova-getting-started.md")
+
+CHROMIUM = "/usr/bin/chromium"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+#: Default timeout of every browser action and expectation.
+BROWSER_WAIT_MS = 30_000
 
 #: Screenshots saved by the browser tests, listed at the end of the run.
 SCREENSHOTS: list[Path] = []
@@ -184,6 +193,40 @@ def nova_app(
     finally:
         app.stop()
         rag.stop()
+
+
+@contextlib.asynccontextmanager
+async def _offline_browser(*args: str) -> AsyncIterator[tuple[BrowserContext, list[str]]]:
+    never = asyncio.Event()  # never set: requests to other hosts hang, they are not refused
+    outside: list[str] = []
+
+    async def only_this_machine(route: Any) -> None:
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await never.wait()
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=list(args)
+        )
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(BROWSER_WAIT_MS)
+            await context.route("**/*", only_this_machine)
+            yield context, outside
+        finally:
+            never.set()
+            await browser.close()
+
+
+@pytest.fixture
+def offline_browser():
+    """``async with offline_browser(*chromium_args) as (context, outside)``: Debian's
+    Chromium where every request to another host hangs, as with no internet, and is
+    recorded in ``outside``."""
+    return _offline_browser
 
 
 def _client_timeout(request: pytest.FixtureRequest) -> float:

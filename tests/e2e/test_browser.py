@@ -7,16 +7,11 @@ never starts under those conditions; the offline frontend must.
 
 from __future__ import annotations
 
-import asyncio
-from urllib.parse import urlsplit
-
 import pytest
-from playwright.async_api import Locator, Page, async_playwright, expect
+from playwright.async_api import Locator, Page, expect
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 REPLY = '[data-step-type="assistant_message"]'
 WAIT_MS = 30_000
 
@@ -64,27 +59,9 @@ class ChatPage:
 
 
 @pytest.fixture
-async def chat_page(nova_app):
-    never = asyncio.Event()  # never set: requests to other hosts hang, they are not refused
-    outside: list[str] = []
-
-    async def only_this_machine(route) -> None:
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            await route.continue_()
-        else:
-            outside.append(route.request.url)
-            await never.wait()
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(WAIT_MS)
-            await context.route("**/*", only_this_machine)
-            yield ChatPage(await context.new_page(), outside)
-        finally:
-            never.set()
-            await browser.close()
+async def chat_page(nova_app, offline_browser):
+    async with offline_browser() as (context, outside):
+        yield ChatPage(await context.new_page(), outside)
 
 
 async def test_a_question_is_answered_with_its_sources(nova_app, chat_page, screenshot):

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from playwright.async_api import Page, WebSocket, async_playwright, expect
+from playwright.async_api import Page, WebSocket, expect
 
 from assistant.voice.audio import CHAINLIT_RATE, read_wav, resample, to_wav
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 WAIT_MS = 30_000
 REPLY = '[data-step-type="assistant_message"]'
 USER = '[data-step-type="user_message"]'
@@ -104,40 +101,18 @@ class SocketTap:
 
 
 @pytest.fixture
-async def voice_page(nova_app, microphone):
-    never = asyncio.Event()  # never set: requests to other hosts hang, they are not refused
-    outside: list[str] = []
+async def voice_page(nova_app, microphone, offline_browser):
     tap = SocketTap()
-
-    async def only_this_machine(route) -> None:
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            await route.continue_()
-        else:
-            outside.append(route.request.url)
-            await never.wait()
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                f"--use-file-for-fake-audio-capture={microphone}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900})
-            await context.grant_permissions(["microphone"], origin=nova_app.url)
-            context.set_default_timeout(WAIT_MS)
-            await context.route("**/*", only_this_machine)
-            page = await context.new_page()
-            page.on("websocket", tap.attach)
-            yield page, tap, outside
-        finally:
-            never.set()
-            await browser.close()
+    async with offline_browser(
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}",
+        "--autoplay-policy=no-user-gesture-required",
+    ) as (context, outside):
+        await context.grant_permissions(["microphone"], origin=nova_app.url)
+        page = await context.new_page()
+        page.on("websocket", tap.attach)
+        yield page, tap, outside
 
 
 def mic_button(page: Page):
