@@ -275,9 +275,25 @@ PROMETHEUS = shutil.which("prometheus")
 
 
 @pytest.fixture
-def promtool() -> str:
+def promtool():
+    """``promtool(*args, cwd=..., stdin=...)``: Debian's promtool; fails the test unless it
+    exits 0, and returns what it printed."""
     assert PROMTOOL, "promtool is needed (apt-get install prometheus)"
-    return PROMTOOL
+
+    def run(*args: str, cwd: Path | None = None, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [PROMTOOL, *args],
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    return run
 
 
 @pytest.fixture
@@ -285,10 +301,7 @@ def check_metrics(promtool):
     """A function that fails the test unless ``promtool check metrics`` accepts the text."""
 
     def check(text: str) -> None:
-        result = subprocess.run(
-            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+        promtool("check", "metrics", stdin=text)
 
     return check
 
