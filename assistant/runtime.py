@@ -16,7 +16,6 @@ import sys
 import time
 import types
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import cast
 
 from prometheus_client import CollectorRegistry
@@ -37,14 +36,6 @@ from resilience import BreakerMetrics, BreakerRegistry, Clock, HealthServer, Hea
 __all__ = ["Runtime", "current_runtime", "get_runtime", "shutdown_runtime"]
 
 logger = logging.getLogger(__name__)
-
-
-def package_version() -> str:
-    """Nova's installed version, for ``/health``."""
-    try:
-        return version("nova")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 @dataclass
@@ -68,16 +59,7 @@ class Runtime:
         metrics = BreakerMetrics(CollectorRegistry())
         breakers = BreakerRegistry(settings.app_breakers(), metrics=metrics, clock=clock)
         heartbeat = Heartbeat(settings.heartbeat_interval)
-        health = HealthServer(
-            breakers,
-            metrics.registry,
-            host=settings.health_host,
-            port=settings.health_port,
-            service=settings.service_name,
-            version=package_version(),
-            heartbeat=heartbeat,
-            stale_after=settings.heartbeat_stale_after,
-        )
+        health = HealthServer.from_settings(breakers, metrics.registry, settings, heartbeat)
         redis = redis_client(settings.redis_url, socket_timeout=settings.redis_socket_timeout)
         rag = RagClient(breakers["rag_api"], settings.rag_url)
         sessions = SessionStore(

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry
 
@@ -23,14 +22,6 @@ from resilience.settings import ResilienceSettings
 logger = logging.getLogger("resilience")
 
 
-def package_version() -> str:
-    """The installed version of Nova, or ``0+unknown`` when run from a bare checkout."""
-    try:
-        return version("nova")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
 async def serve(settings: ResilienceSettings) -> None:
     """Run the health server until cancelled, with a heartbeat from this loop."""
     registry = BreakerRegistry(
@@ -39,16 +30,7 @@ async def serve(settings: ResilienceSettings) -> None:
     assert registry.metrics is not None
     heartbeat = Heartbeat(settings.heartbeat_interval)
     heartbeat.start()
-    server = HealthServer(
-        registry,
-        registry.metrics.registry,
-        host=settings.health_host,
-        port=settings.health_port,
-        service=settings.service_name,
-        version=package_version(),
-        heartbeat=heartbeat,
-        stale_after=settings.heartbeat_stale_after,
-    )
+    server = HealthServer.from_settings(registry, registry.metrics.registry, settings, heartbeat)
     with server:
         await asyncio.Event().wait()
 

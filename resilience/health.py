@@ -19,13 +19,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from resilience.breaker import Clock, State
 from resilience.registry import BreakerRegistry
+
+if TYPE_CHECKING:
+    from resilience.settings import ResilienceSettings
 
 __all__ = ["HealthServer", "Heartbeat", "health_report"]
 
@@ -143,6 +147,26 @@ class HealthServer:
         self._httpd = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def from_settings(
+        cls,
+        registry: BreakerRegistry,
+        metrics_registry: CollectorRegistry,
+        settings: ResilienceSettings,
+        heartbeat: Heartbeat,
+    ) -> HealthServer:
+        """The server as every Nova process runs it: host, port, name from ``settings``."""
+        return cls(
+            registry,
+            metrics_registry,
+            host=settings.health_host,
+            port=settings.health_port,
+            service=settings.service_name,
+            version=nova_version(),
+            heartbeat=heartbeat,
+            stale_after=settings.heartbeat_stale_after,
+        )
+
     @property
     def port(self) -> int:
         """The bound port (useful when constructed with port 0)."""
@@ -242,6 +266,14 @@ class HealthServer:
                 logger.debug("%s %s", self.address_string(), format % args)
 
         return Handler
+
+
+def nova_version() -> str:
+    """Nova's installed version for ``/health``, or ``0+unknown`` from a bare checkout."""
+    try:
+        return version("nova")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 class _Server(ThreadingHTTPServer):
